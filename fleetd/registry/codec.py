@@ -1,0 +1,65 @@
+"""Registry records <-> JSON text (pure). Field names follow fleet's camelCase API."""
+
+from __future__ import annotations
+
+import json
+
+from fleetd.errors import InvalidInput
+from fleetd.model.machine import Machine
+from fleetd.model.states import SystemdState, TargetState, UnitState
+from fleetd.model.unit import Assignment, Unit
+
+
+def _load(text: str) -> dict:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"corrupt registry record: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("corrupt registry record: not an object")
+    return data
+
+
+def _dump(data: dict) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def encode_unit(unit: Unit) -> str:
+    return _dump({"name": unit.name, "hash": unit.hash, "desiredState": unit.desired.value})
+
+
+def decode_unit(text: str) -> Unit:
+    d = _load(text)
+    return Unit(name=d["name"], hash=d["hash"], desired=TargetState(d["desiredState"]))
+
+
+def encode_assignment(a: Assignment) -> str:
+    return _dump({"hash": a.hash, "desiredState": a.desired.value})
+
+
+def decode_assignment(machine: str, unit: str, text: str) -> Assignment:
+    d = _load(text)
+    return Assignment(unit=unit, machine=machine, hash=d["hash"],
+                      desired=TargetState(d["desiredState"]))
+
+
+def encode_machine(m: Machine) -> str:
+    return _dump({"id": m.id, "primaryIP": m.ip, "metadata": dict(m.metadata),
+                  "version": m.version, "disableEngine": m.disable_engine})
+
+
+def decode_machine(text: str) -> Machine:
+    d = _load(text)
+    return Machine(id=d["id"], ip=d.get("primaryIP", ""), metadata=dict(d.get("metadata", {})),
+                   version=d.get("version", ""), disable_engine=bool(d.get("disableEngine")))
+
+
+def encode_state(s: UnitState) -> str:
+    return _dump({"hash": s.hash, "state": s.state.value, "load": s.systemd.load,
+                  "active": s.systemd.active, "sub": s.systemd.sub})
+
+
+def decode_state(unit: str, machine: str, text: str) -> UnitState:
+    d = _load(text)
+    return UnitState(name=unit, machine=machine, hash=d["hash"], state=TargetState(d["state"]),
+                     systemd=SystemdState(load=d["load"], active=d["active"], sub=d["sub"]))

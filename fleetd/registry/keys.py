@@ -1,0 +1,78 @@
+"""The registry's key layout under the configured prefix (pure).
+
+    <prefix>units/<name>              unit record: name, file hash, desired state
+    <prefix>files/<sha256>            unit file text, content-addressed, create-only
+    <prefix>machines/<id>             presence: address, metadata; on the machine's lease
+    <prefix>assign/<machine>/<unit>   placement by the leader: hash + desired state
+    <prefix>states/<unit>/<machine>   systemd state reported by that machine; on its lease
+    <prefix>leader                    engine leader's machine id, on the leader's lease
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def normalize_prefix(prefix: str) -> str:
+    """Always exactly one leading and one trailing slash."""
+    return "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Builds and splits registry keys for one prefix."""
+
+    prefix: str
+
+    @property
+    def units(self) -> str:
+        return f"{self.prefix}units/"
+
+    @property
+    def files(self) -> str:
+        return f"{self.prefix}files/"
+
+    @property
+    def machines(self) -> str:
+        return f"{self.prefix}machines/"
+
+    @property
+    def assign(self) -> str:
+        return f"{self.prefix}assign/"
+
+    @property
+    def states(self) -> str:
+        return f"{self.prefix}states/"
+
+    @property
+    def leader(self) -> str:
+        return f"{self.prefix}leader"
+
+    def unit(self, name: str) -> str:
+        return f"{self.units}{name}"
+
+    def file(self, digest: str) -> str:
+        return f"{self.files}{digest}"
+
+    def machine(self, machine_id: str) -> str:
+        return f"{self.machines}{machine_id}"
+
+    def assigned_to(self, machine_id: str) -> str:
+        return f"{self.assign}{machine_id}/"
+
+    def assignment(self, machine_id: str, unit: str) -> str:
+        return f"{self.assign}{machine_id}/{unit}"
+
+    def unit_states(self, unit: str) -> str:
+        return f"{self.states}{unit}/"
+
+    def state(self, unit: str, machine_id: str) -> str:
+        return f"{self.states}{unit}/{machine_id}"
+
+    def last_segment(self, key: str) -> str:
+        return key.rsplit("/", 1)[-1]
+
+    def split_pair(self, key: str, under: str) -> tuple[str, str]:
+        """`<under><a>/<b>` -> (a, b), e.g. an assignment key -> (machine, unit)."""
+        first, _, second = key[len(under):].partition("/")
+        return first, second

@@ -1,0 +1,1 @@
+"""Driving a host's systemd: the port, the D-Bus adapter and an in-memory fake."""
