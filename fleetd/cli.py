@@ -1,0 +1,46 @@
+"""`fleetd` command line: parse flags, load configuration, configure logging, run the server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from fleetd import __version__
+from fleetd.config import load_config
+from fleetd.errors import ConfigError
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="fleetd", description="fleetd: the per-host daemon of a fleet cluster (agent, engine, API).")
+    parser.add_argument("--config", metavar="PATH",
+                        help="config file (default /etc/fleet/fleet.conf if present); "
+                             "FLEET_<KEY> environment variables override it")
+    parser.add_argument("--version", action="version", version=f"fleetd version {__version__}")
+    parser.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.extra == ["version"]:
+        print(f"fleetd version {__version__}")
+        return 0
+    if args.extra:
+        print("fleetd takes no arguments. Did you mean to invoke fleetctl instead?", file=sys.stderr)
+        return 2
+    from fleetd import logs, server  # deferred: imports the I/O libraries
+
+    try:
+        cfg, ignored = load_config(args.config)
+        logs.configure(cfg.verbosity)
+        if ignored:
+            logs.get_logger("config").warning("ignoring unknown or deprecated keys", keys=ignored)
+        asyncio.run(server.run(cfg))
+    except ConfigError as exc:
+        print(f"fleetd: configuration error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0

@@ -1,0 +1,145 @@
+"""fleetd's configuration: fleet's flat `key=value` file plus FLEET_* environment overrides.
+
+Sources, later wins: built-in defaults, the config file (default /etc/fleet/fleet.conf),
+then `FLEET_<KEY>` environment variables. A bad value is a `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fleetd.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "/etc/fleet/fleet.conf"
+DEPRECATED_KEYS = frozenset({"verify_units", "authorized_keys_file", "enable_grpc", "disable_watches",
+                             "token_limit", "systemd_user"})
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str | float) -> float:
+    """'30s', '1m', '500ms', '2.5' (seconds) -> seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 500ms, 1m)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_list(text: str | list[str]) -> list[str]:
+    """fleet's lenient list: 'a,b', '["a","b"]' and spaces all work."""
+    if isinstance(text, list):
+        return text
+    return [item.strip(' "[]') for item in text.split(",") if item.strip(' "[]')]
+
+
+def parse_metadata(text: str | Mapping[str, str]) -> dict[str, str]:
+    """'k=v,k2=v2' (optionally quoted); pairs without '=' are ignored, later keys win."""
+    if isinstance(text, Mapping):
+        return dict(text)
+    pairs = (item.strip().strip('"').split("=", 1) for item in text.split(","))
+    return {k.strip(): v.strip() for k, v in (p for p in pairs if len(p) == 2) if k.strip()}
+
+
+class FleetConfig(BaseModel):
+    """Every setting fleetd reads. Field names are fleet's config keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    etcd_servers: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    etcd_key_prefix: str = "/_coreos.com/fleet/"
+    etcd_request_timeout: float = Field(default=2.0, gt=0)
+    public_ip: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+    agent_ttl: float = Field(default=10.0, ge=1)
+    engine_reconcile_interval: float = Field(default=2.0, gt=0)
+    disable_engine: bool = False
+    units_directory: str = "/run/fleet/units/"
+    verbosity: int = Field(default=0, ge=0)
+    api_socket: str = "/var/run/fleet.sock"
+    api_socket_group: str = ""
+    api_listen: str = ""
+    api_insecure_tcp: bool = False
+    systemd_bus: str = "unix:path=/run/dbus/system_bus_socket"
+    machine_id_file: str = "/etc/machine-id"
+    stop_units_on_shutdown: bool = False
+
+    _lists = field_validator("etcd_servers", mode="before")(parse_list)
+    _meta = field_validator("metadata", mode="before")(parse_metadata)
+
+    @field_validator("agent_ttl", "engine_reconcile_interval", "etcd_request_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("etcd_servers")
+    @classmethod
+    def _urls(cls, servers: list[str]) -> list[str]:
+        for url in servers:
+            if not re.match(r"^https?://[^/:]+:\d+/?$", url):
+                raise ValueError(f"{url!r} is not an etcd URL like http://10.0.0.1:2379")
+        if not servers:
+            raise ValueError("at least one etcd server is needed")
+        return servers
+
+    @field_validator("api_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value and not re.match(r"^[^\s:]*:\d+$", value):
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+
+def read_file(path: str) -> dict[str, str]:
+    """Parse fleet's flat config file: `key=value` lines, '#' comments, no sections."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {path} does not exist or is not a file")
+    values: dict[str, str] = {}
+    for number, raw in enumerate(file.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path}:{number}: expected key=value, got {raw!r}")
+        values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, str]:
+    fields = FleetConfig.model_fields
+    return {k[6:].lower(): v for k, v in environ.items()
+            if k.startswith("FLEET_") and (k[6:].lower() in fields or k[6:].lower() in DEPRECATED_KEYS)}
+
+
+def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> tuple[FleetConfig, list[str]]:
+    """Build the configuration; return it with the keys that were ignored (deprecated/unknown).
+
+    A missing default file is fine; a missing file the user named is an error.
+    """
+    raw: dict[str, str] = {}
+    if path is not None or Path(DEFAULT_CONFIG_PATH).is_file():
+        raw.update(read_file(path or DEFAULT_CONFIG_PATH))
+    raw.update(read_env(environ))
+    ignored = sorted(k for k in raw if k not in FleetConfig.model_fields)
+    known = {k: v for k, v in raw.items() if k in FleetConfig.model_fields}
+    try:
+        return FleetConfig(**known), ignored
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"invalid value for {key}: {err['msg']}")
+    return "; ".join(parts)
