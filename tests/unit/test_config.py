@@ -1,0 +1,67 @@
+"""fleetd configuration: fleet's keys from the file and FLEET_* env; bad values name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleetd.config import load_config, parse_duration
+from fleetd.errors import ConfigError
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30s", 30.0), ("500ms", 0.5), ("1m", 60.0), ("2.5", 2.5), (" 3s ", 3.0), ("1h", 3600.0),
+])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "fleet.conf"
+    path.write_text(text)
+    return str(path)
+
+
+def test_file_values_and_env_override(tmp_path: Path) -> None:
+    path = write(tmp_path, "# comment\netcd_servers=http://10.0.0.1:2379\nagent_ttl=5s\n"
+                           'metadata="region=east, disk=ssd"\nverbosity=1\n')
+    cfg, ignored = load_config(path, {"FLEET_AGENT_TTL": "7s", "HOME": "/root"})
+    assert cfg.etcd_servers == ["http://10.0.0.1:2379"]
+    assert cfg.agent_ttl == 7.0
+    assert cfg.metadata == {"region": "east", "disk": "ssd"}
+    assert cfg.verbosity == 1
+    assert ignored == []
+
+
+def test_fleet_list_syntax_for_etcd_servers() -> None:
+    cfg, _ = load_config(None, {"FLEET_ETCD_SERVERS": '["http://a:2379","http://b:2379"]'})
+    assert cfg.etcd_servers == ["http://a:2379", "http://b:2379"]
+
+
+@pytest.mark.parametrize(("env", "key"), [
+    ({"FLEET_AGENT_TTL": "soon"}, "agent_ttl"),
+    ({"FLEET_ETCD_SERVERS": "localhost"}, "etcd_servers"),
+    ({"FLEET_VERBOSITY": "loud"}, "verbosity"),
+    ({"FLEET_DISABLE_ENGINE": "maybe"}, "disable_engine"),
+    ({"FLEET_ENGINE_RECONCILE_INTERVAL": "0"}, "engine_reconcile_interval"),
+    ({"FLEET_API_LISTEN": "nowhere"}, "api_listen"),
+])
+def test_bad_values_name_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_config(None, env)
+
+
+def test_named_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(str(tmp_path / "missing.conf"), {})
+
+
+def test_line_without_equals_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"fleet.conf:2"):
+        load_config(write(tmp_path, "verbosity=1\nnonsense\n"), {})
+
+
+def test_deprecated_and_unknown_keys_are_reported_not_fatal(tmp_path: Path) -> None:
+    _, ignored = load_config(write(tmp_path, "verify_units=true\nfavourite_colour=blue\n"), {})
+    assert ignored == ["favourite_colour", "verify_units"]
