@@ -1,0 +1,7 @@
+"""`python -m fleetctl`."""
+
+import sys
+
+from fleetctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,198 @@
+"""fleetctl's entry point: global flags (with FLEETCTL_<FLAG> environment defaults), verb
+dispatch with cobra-style unique-prefix matching, exit codes and top-level error messages.
+
+Exit codes: 0 success, 1 failure, 2 usage error (argparse) or the deprecated --sign.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TextIO
+
+from fleetctl import __version__
+from fleetctl.client import DEFAULT_ENDPOINT, Client, ClientError, parse_endpoint, tls_context
+from fleetctl.commands import activate, cat, deactivate, destroy, listing
+from fleetctl.commands.base import Command, Context
+
+COMMANDS: tuple[Command, ...] = (
+    activate.SUBMIT,
+    activate.LOAD,
+    activate.START,
+    deactivate.STOP,
+    deactivate.UNLOAD,
+    destroy.DESTROY,
+    cat.CAT,
+    listing.LIST_UNITS,
+    listing.LIST_UNIT_FILES,
+    listing.LIST_MACHINES,
+)
+LOCAL_VERBS = ("version", "help")
+GLOBAL_FLAGS = {  # flag -> (default, type, help)
+    "endpoint": (DEFAULT_ENDPOINT, str, "fleetd API endpoint: unix:///path, http(s)://host:port"),
+    "driver": ("API", str, "only API is supported"),
+    "request-timeout": (3.0, float, "seconds allowed for each API request"),
+    "ca-file": ("", str, "CA certificate for an https endpoint"),
+    "cert-file": ("", str, "client certificate for an https endpoint"),
+    "key-file": ("", str, "client key for an https endpoint"),
+}
+TRUE_WORDS = ("1", "t", "true", "yes", "on")
+
+
+class UsageError(Exception):
+    """Bad global flag value from the environment."""
+
+
+def env_name(flag: str) -> str:
+    return "FLEETCTL_" + flag.upper().replace("-", "_")
+
+
+def env_defaults(environ: Mapping[str, str]) -> dict[str, object]:
+    """FLEETCTL_<FLAG> for every global flag; explicit command-line flags still win."""
+    found: dict[str, object] = {}
+    for flag, (_, kind, _) in {**GLOBAL_FLAGS, "debug": (False, bool, "")}.items():
+        raw = environ.get(env_name(flag))
+        if raw is not None:
+            found[flag.replace("-", "_")] = _convert(env_name(flag), raw, kind)
+    return found
+
+
+def _convert(variable: str, raw: str, kind: type) -> object:
+    if kind is bool:
+        return raw.strip().lower() in TRUE_WORDS
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise UsageError(f'invalid value "{raw}" for {variable}') from exc
+
+
+def _add_globals(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    for flag, (default, kind, text) in GLOBAL_FLAGS.items():
+        parser.add_argument(
+            "--" + flag,
+            type=kind,
+            help=argparse.SUPPRESS if suppress else text,
+            default=argparse.SUPPRESS if suppress else default,
+        )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help=argparse.SUPPRESS if suppress else "print API requests to stderr",
+    )
+
+
+def build_parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleetctl",
+        allow_abbrev=False,
+        description="fleetctl controls a fleetd cluster through fleetd's HTTP API.",
+    )
+    _add_globals(parser, suppress=False)
+    parser.add_argument("--version", "-v", action="store_true", help="print the version and exit")
+    parser.set_defaults(**defaults)
+    inherited = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    _add_globals(inherited, suppress=True)
+    verbs = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        sub = verbs.add_parser(
+            command.name,
+            help=command.summary,
+            usage=command.usage,
+            parents=[inherited],
+            allow_abbrev=False,
+            description=command.summary,
+        )
+        command.configure(sub)
+    verbs.add_parser("version", help="Print the version and exit", parents=[inherited])
+    helper = verbs.add_parser("help", help="Help about any command", parents=[inherited])
+    helper.add_argument("topic", nargs="?")
+    return parser
+
+
+def expand_prefix(argv: list[str]) -> list[str]:
+    """Cobra accepts a unique prefix of a verb: `fleetctl list-m` = `fleetctl list-machines`."""
+    verbs = [c.name for c in COMMANDS] + list(LOCAL_VERBS)
+    valued = {"--" + flag for flag in GLOBAL_FLAGS}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in valued:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        matches = [v for v in verbs if v.startswith(arg)]
+        if arg not in verbs and len(matches) == 1:
+            return argv[:i] + matches + argv[i + 1 :]
+        return argv
+    return argv
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args_list = expand_prefix(list(sys.argv[1:] if argv is None else argv))
+    try:
+        parser = build_parser(env_defaults(os.environ if environ is None else environ))
+    except UsageError as exc:
+        print(exc, file=err)
+        return 2
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return _dispatch(parser, args, out, err)
+
+
+def _dispatch(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO, err: TextIO
+) -> int:
+    if args.version or args.command == "version":
+        print(f"fleetctl version {__version__}", file=out)
+        return 0
+    if args.command is None:
+        parser.print_help(out)
+        return 0
+    if args.command == "help":
+        return _help(parser, args.topic, out, err)
+    if args.driver.lower() != "api":
+        print(f'unrecognized driver "{args.driver}": fleetctl only speaks to the API', file=err)
+        return 1
+    command = next(c for c in COMMANDS if c.name == args.command)
+    return asyncio.run(_run(command, args, out, err))
+
+
+def _help(parser: argparse.ArgumentParser, topic: str | None, out: TextIO, err: TextIO) -> int:
+    if topic is None:
+        parser.print_help(out)
+        return 0
+    try:
+        parser.parse_args([topic, "--help"])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+async def _run(command: Command, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        endpoint = parse_endpoint(args.endpoint, err)
+        tls = tls_context(args.ca_file, args.cert_file, args.key_file)
+        async with Client(
+            endpoint, timeout=args.request_timeout, tls=tls, debug=err if args.debug else None
+        ) as client:
+            return await command.run(Context(client, out, err), args)
+    except ClientError as exc:
+        print(f"Error: {exc}", file=err)
+        return 1
+    except OSError as exc:  # e.g. unreadable TLS files
+        print(f"Error: {exc}", file=err)
+        return 1

@@ -1,0 +1,224 @@
+"""fleetctl's HTTP client for API v1 (the only aiohttp importer on the client side).
+
+Owns endpoint parsing (unix://, file://, http://, https://), one session per command run, page
+following, and turning transport failures into `ClientError` messages a user can act on and
+error bodies into `ApiError(code, message)`.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import ValidationError
+from yarl import URL
+
+from fleetd.api import schema
+from fleetd.model.states import TargetState
+
+DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
+API_PATH = "fleet/v1"
+M = TypeVar("M", bound=schema.Wire)
+
+
+class ClientError(Exception):
+    """fleetd could not be asked: bad endpoint, unreachable, timed out, garbled answer."""
+
+
+class ApiError(ClientError):
+    """fleetd answered with an error body."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where fleetd listens: a base URL and, for unix sockets, the socket path."""
+
+    text: str
+    base: URL
+    socket_path: str | None = None
+
+
+def parse_endpoint(text: str, warn: TextIO = sys.stderr) -> Endpoint:
+    """Parse --endpoint with fleet's rules and messages (only the first of a comma list is used)."""
+    first, *rest = [part.strip() for part in text.split(",")]
+    if rest:
+        print(f"WARNING: multiple endpoints given; using only the first: {first}", file=warn)
+    parts = urlsplit(first)
+    if not parts.scheme or "://" not in first:
+        raise ClientError("URL scheme undefined")
+    if parts.scheme in ("unix", "file"):
+        if parts.netloc:
+            raise ClientError(
+                f'unable to connect to host "{parts.netloc}" with scheme "{parts.scheme}"'
+            )
+        return Endpoint(first, URL("http://fleetd/").joinpath(API_PATH), parts.path)
+    if parts.scheme in ("http", "https"):
+        return Endpoint(first, URL(first.rstrip("/")).joinpath(API_PATH))
+    raise ClientError(f'unsupported URL scheme "{parts.scheme}"')
+
+
+def tls_context(
+    ca_file: str = "", cert_file: str = "", key_file: str = ""
+) -> ssl.SSLContext | None:
+    """TLS settings for an https endpoint; None when no TLS material is given."""
+    if not (ca_file or cert_file):
+        return None
+    ctx = ssl.create_default_context(cafile=ca_file or None)
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file or None)
+    return ctx
+
+
+class Client:
+    """An async API client; use as `async with Client(...) as client:`."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float = 3.0,
+        tls: ssl.SSLContext | None = None,
+        debug: TextIO | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._timeout = aiohttp.ClientTimeout(total=timeout if timeout > 0 else None)
+        self._tls = tls
+        self._debug = debug
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        connector: aiohttp.BaseConnector
+        if self.endpoint.socket_path:
+            connector = aiohttp.UnixConnector(path=self.endpoint.socket_path)
+        else:
+            connector = aiohttp.TCPConnector(ssl=self._tls if self._tls else True)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # transport ------------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: Sequence[str],
+        *,
+        params: dict | None = None,
+        body: schema.Unit | None = None,
+    ) -> tuple[int, str]:
+        assert self._session is not None, "use Client as an async context manager"
+        url = self.endpoint.base.joinpath(*path)
+        data = body.to_json() if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        try:
+            async with self._session.request(
+                method, url, params=params, data=data, headers=headers
+            ) as resp:
+                text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ClientError(
+                f"cannot reach fleetd at {self.endpoint.text}: {_reason(exc)}"
+            ) from exc
+        self._log(method, url, params, resp.status)
+        if resp.status >= 400:
+            raise ApiError(resp.status, _error_message(resp.status, text))
+        return resp.status, text
+
+    def _log(self, method: str, url: URL, params: dict | None, status: int) -> None:
+        if self._debug is not None:
+            query = f" {params}" if params else ""
+            print(f"DEBUG: {method} {url}{query} -> {status}", file=self._debug)
+
+    async def _get(self, model: type[M], *path: str, params: dict | None = None) -> M:
+        _, text = await self._request("GET", path, params=params)
+        return _decode(model, text)
+
+    async def _pages(self, model: type[M], path: str, params: dict | None = None) -> list[M]:
+        pages, query = [], dict(params or {})
+        while True:
+            page = await self._get(model, path, params=query or None)
+            pages.append(page)
+            token = getattr(page, "next_page_token", None)
+            if not token:
+                return pages
+            query["nextPageToken"] = token
+
+    # API ------------------------------------------------------------------------------------
+
+    async def list_units(self) -> list[schema.Unit]:
+        return [u for page in await self._pages(schema.UnitPage, "units") for u in page.units]
+
+    async def get_unit(self, name: str) -> schema.Unit | None:
+        try:
+            return await self._get(schema.Unit, "units", name)
+        except ApiError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    async def create_unit(
+        self, name: str, options: Sequence[schema.UnitOption], desired: TargetState | None = None
+    ) -> None:
+        body = schema.Unit(name=name, options=list(options), desired_state=desired)
+        await self._request("PUT", ("units", name), body=body)
+
+    async def set_desired(self, name: str, desired: TargetState) -> None:
+        await self._request(
+            "PUT", ("units", name), body=schema.Unit(name=name, desired_state=desired)
+        )
+
+    async def destroy_unit(self, name: str) -> bool:
+        try:
+            await self._request("DELETE", ("units", name))
+        except ApiError as exc:
+            if exc.code == 404:
+                return False
+            raise
+        return True
+
+    async def list_states(
+        self, unit_name: str | None = None, machine_id: str | None = None
+    ) -> list[schema.UnitState]:
+        params = {k: v for k, v in (("unitName", unit_name), ("machineID", machine_id)) if v}
+        pages = await self._pages(schema.StatePage, "state", params)
+        return [s for page in pages for s in page.states]
+
+    async def list_machines(self) -> list[schema.Machine]:
+        pages = await self._pages(schema.MachinePage, "machines")
+        return [m for page in pages for m in page.machines]
+
+
+def _decode(model: type[M], text: str) -> M:
+    try:
+        return model.from_json(text)
+    except ValidationError as exc:
+        raise ClientError(f"unexpected answer from fleetd: {exc.errors()[0].get('msg')}") from exc
+
+
+def _error_message(status: int, text: str) -> str:
+    try:
+        return schema.ErrorBody.from_json(text).error.message
+    except ValidationError:
+        return f"HTTP {status}: {text.strip()[:200]}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "request timed out"
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and os_error.strerror:
+        return os_error.strerror
+    return str(exc) or type(exc).__name__

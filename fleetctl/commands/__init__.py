@@ -1,0 +1,1 @@
+"""fleetctl's verbs, one small module each; `base` holds what they share."""

@@ -1,0 +1,110 @@
+"""stop and unload: move units that exist in the registry back to loaded / inactive."""
+
+from __future__ import annotations
+
+import argparse
+
+from fleetctl import waiting
+from fleetctl.commands.base import (
+    Command,
+    Context,
+    add_block_flags,
+    add_units_arg,
+    find_units,
+    go_list,
+)
+from fleetctl.render import is_global
+from fleetd.api import schema
+from fleetd.model.states import TargetState
+
+INACTIVE, LOADED = TargetState.INACTIVE, TargetState.LOADED
+
+
+async def _found(ctx: Context, args: argparse.Namespace) -> list[schema.Unit] | None:
+    if not args.units:
+        ctx.warn("No units given")
+        return None
+    units = await find_units(ctx, args.units)
+    if not units:
+        ctx.warn("Units not found in registry")
+    return units
+
+
+async def _trigger(
+    ctx: Context, units: list[schema.Unit], state: TargetState, verb: str
+) -> list[str]:
+    """Set the desired state; return the non-global units to wait for."""
+    waiting_for = []
+    for unit in units:
+        if unit.desired_state != state:
+            await ctx.client.set_desired(unit.name or "", state)
+        if is_global(unit):
+            ctx.say(f"Triggered global unit {unit.name} {verb}")
+        else:
+            waiting_for.append(unit.name or "")
+    return waiting_for
+
+
+async def run_stop(ctx: Context, args: argparse.Namespace) -> int:
+    units = await _found(ctx, args)
+    if not units:
+        return 1 if units is None else 0
+    for unit in units:
+        if not is_global(unit) and unit.current_state == INACTIVE:
+            ctx.warn(f"Unable to stop unit {unit.name} in state inactive")
+            return 1
+    todo = [u for u in units if is_global(u) or u.current_state != LOADED]
+    names = await _trigger(ctx, todo, LOADED, "stop")
+    if (
+        await waiting.wait_for_states(
+            ctx, names, "stop", LOADED.value, args.block_attempts, args.no_block
+        )
+        is None
+    ):
+        return 1
+    if names:
+        ctx.warn(f"Successfully stopped units {go_list(names)}.")
+    return 0
+
+
+async def run_unload(ctx: Context, args: argparse.Namespace) -> int:
+    units = await _found(ctx, args)
+    if not units:
+        return 1 if units is None else 0
+    todo = [
+        u
+        for u in units
+        if is_global(u) or u.current_state != INACTIVE or u.desired_state != INACTIVE
+    ]
+    names = await _trigger(ctx, todo, INACTIVE, "unload")
+    if (
+        await waiting.wait_for_states(
+            ctx, names, "unload", INACTIVE.value, args.block_attempts, args.no_block
+        )
+        is None
+    ):
+        return 1
+    if names:
+        ctx.warn(f"Successfully unloaded units {go_list(names)}.")
+    return 0
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    add_units_arg(parser)
+    add_block_flags(parser)
+
+
+STOP = Command(
+    "stop",
+    "Instruct systemd to stop one or more units in the cluster",
+    "fleetctl stop [--no-block|--block-attempts=N] UNIT...",
+    _configure,
+    run_stop,
+)
+UNLOAD = Command(
+    "unload",
+    "Unschedule one or more units in the cluster",
+    "fleetctl unload [--no-block|--block-attempts=N] UNIT...",
+    _configure,
+    run_unload,
+)

@@ -1,0 +1,254 @@
+"""API v1 semantics over the typed Registry, with no HTTP library in sight.
+
+Owns what each endpoint means: fleet's derived current state, PUT's create / replace /
+desired-state rules and their messages, filters, ordering and page tokens. Each handler returns
+`(status, body-model or None)` or raises a `fleetd.errors` error that the server maps to a status.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from collections.abc import Sequence
+from typing import TypeVar
+
+from fleetd.api import schema
+from fleetd.errors import Conflict, InvalidInput, InvalidState, NotFound
+from fleetd.model import machine as machine_model
+from fleetd.model import states
+from fleetd.model.names import parse_name, validate_name
+from fleetd.model.requirements import parse_requirements, validate_requirements
+from fleetd.model.unit import Assignment, Unit
+from fleetd.model.unitfile import UnitFile, UnitOption
+from fleetd.registry.store import Registry
+
+DEFAULT_PAGE_LIMIT = 100
+T = TypeVar("T")
+Result = tuple[int, schema.Wire | None]
+
+
+# pages ------------------------------------------------------------------------------------------
+
+
+def encode_token(limit: int, page: int) -> str:
+    """fleet's page token: URL-safe base64 of two little-endian uint16 {limit, page}."""
+    return base64.urlsafe_b64encode(struct.pack("<HH", limit, page)).decode("ascii")
+
+
+def decode_token(token: str, limit: int) -> int:
+    """The 1-based page a token asks for; InvalidInput if it is malformed or for another limit."""
+    try:
+        got_limit, page = struct.unpack("<HH", base64.urlsafe_b64decode(token.encode("ascii")))
+    except (binascii.Error, struct.error, UnicodeEncodeError, ValueError) as exc:
+        raise InvalidInput("invalid page token") from exc
+    if got_limit != limit:
+        raise InvalidInput(f"token limit must be {limit}")
+    if page < 1:
+        raise InvalidInput("invalid page token")
+    return page
+
+
+def paginate(items: Sequence[T], token: str | None, limit: int) -> tuple[list[T], str | None]:
+    """Slice one page out of `items`; the next token is None on the last page."""
+    page = decode_token(token, limit) if token else 1
+    start = (page - 1) * limit
+    chunk = list(items[start : start + limit])
+    more = len(items) > start + limit
+    return chunk, encode_token(limit, page + 1) if more else None
+
+
+# units ------------------------------------------------------------------------------------------
+
+
+def current_state(assignment: Assignment | None, reported: dict[str, states.UnitState]) -> str:
+    """fleet's derived state: what the agent on the assigned machine reports, else inactive."""
+    if assignment is None:
+        return states.TargetState.INACTIVE.value
+    found = reported.get(assignment.machine)
+    return found.state.value if found else states.TargetState.INACTIVE.value
+
+
+async def _options(reg: Registry, unit: Unit) -> list[schema.UnitOption]:
+    text = await reg.get_file(unit.hash)
+    if text is None:
+        return []
+    return [
+        schema.UnitOption(section=o.section, name=o.name, value=o.value)
+        for o in UnitFile.parse(text).options
+    ]
+
+
+async def _to_wire(
+    reg: Registry, unit: Unit, assignment: Assignment | None, reported: dict[str, states.UnitState]
+) -> schema.Unit:
+    return schema.Unit(
+        name=unit.name,
+        options=await _options(reg, unit),
+        desired_state=unit.desired,
+        current_state=states.TargetState(current_state(assignment, reported)),
+        machine_id=assignment.machine if assignment else None,
+    )
+
+
+def _assignments_by_unit(assignments: Sequence[Assignment]) -> dict[str, Assignment]:
+    return {a.unit: a for a in sorted(assignments, key=lambda a: a.machine, reverse=True)}
+
+
+def _states_by_unit(
+    all_states: Sequence[states.UnitState],
+) -> dict[str, dict[str, states.UnitState]]:
+    grouped: dict[str, dict[str, states.UnitState]] = {}
+    for s in all_states:
+        grouped.setdefault(s.name, {})[s.machine] = s
+    return grouped
+
+
+async def list_units(
+    reg: Registry, token: str | None = None, limit: int = DEFAULT_PAGE_LIMIT
+) -> Result:
+    units = sorted(await reg.list_units(), key=lambda u: u.name)
+    page, next_token = paginate(units, token, limit)
+    placed = _assignments_by_unit(await reg.list_assignments())
+    reported = _states_by_unit(await reg.list_states())
+    wire = [await _to_wire(reg, u, placed.get(u.name), reported.get(u.name, {})) for u in page]
+    return 200, schema.UnitPage(units=wire, next_page_token=next_token)
+
+
+async def get_unit(reg: Registry, name: str) -> Result:
+    unit = await reg.get_unit(name)
+    if unit is None:
+        raise NotFound("unit does not exist")
+    placed = _assignments_by_unit(await reg.list_assignments())
+    reported = {s.machine: s for s in await reg.list_states(name)}
+    return 200, await _to_wire(reg, unit, placed.get(name), reported)
+
+
+def _check_body_name(name: str, body: schema.Unit) -> None:
+    if body.name and body.name != name:
+        raise InvalidInput(
+            f'name in URL "{name}" differs from unit name in request body "{body.name}"'
+        )
+
+
+def _check_desired(name: str, desired: states.TargetState) -> None:
+    if desired != states.TargetState.INACTIVE and parse_name(name).is_template:
+        raise InvalidState(f'cannot activate template "{name}"')
+
+
+def build_unit_file(name: str, options: Sequence[schema.UnitOption]) -> UnitFile:
+    """Validate options and requirements exactly as stored; raise InvalidInput subclasses."""
+    unitfile = UnitFile.from_options(UnitOption(o.section, o.name, o.value) for o in options)
+    UnitFile.parse(unitfile.serialize())  # must round-trip through the parser
+    validate_requirements(parse_requirements(name, unitfile))
+    return unitfile
+
+
+async def put_unit(reg: Registry, name: str, body: schema.Unit) -> Result:
+    """Create (201), replace when the content differs (201), or set the desired state (204)."""
+    validate_name(name)
+    _check_body_name(name, body)
+    existing = await reg.get_unit(name)
+    if existing is None:
+        return await _create(reg, name, body)
+    if body.options:
+        unitfile = build_unit_file(name, body.options)
+        if unitfile.hash != existing.hash:
+            return await _replace(reg, name, unitfile, body.desired_state)
+    return await _set_desired(reg, name, body.desired_state)
+
+
+async def _create(reg: Registry, name: str, body: schema.Unit) -> Result:
+    if not body.options:
+        raise Conflict("unit does not exist and options field empty")
+    unitfile = build_unit_file(name, body.options)
+    desired = body.desired_state or states.TargetState.INACTIVE
+    _check_desired(name, desired)
+    if not await reg.create_unit(Unit(name, unitfile.hash, desired), unitfile.serialize()):
+        raise Conflict("unit already exists")
+    return 201, None
+
+
+async def _replace(
+    reg: Registry, name: str, unitfile: UnitFile, desired: states.TargetState | None
+) -> Result:
+    desired = desired or states.TargetState.INACTIVE
+    _check_desired(name, desired)
+    if not await reg.replace_unit(Unit(name, unitfile.hash, desired), unitfile.serialize()):
+        raise NotFound("unit does not exist")
+    return 201, None
+
+
+async def _set_desired(reg: Registry, name: str, desired: states.TargetState | None) -> Result:
+    if desired is None:
+        raise Conflict("must provide DesiredState to update existing unit")
+    _check_desired(name, desired)
+    if await reg.set_desired(name, desired) is None:
+        raise NotFound("unit does not exist")
+    return 204, None
+
+
+async def delete_unit(reg: Registry, name: str) -> Result:
+    """Remove the unit record; the engine withdraws its placements."""
+    if not await reg.delete_unit(name):
+        raise NotFound("unit does not exist")
+    return 204, None
+
+
+# states -----------------------------------------------------------------------------------------
+
+
+def _state_to_wire(s: states.UnitState) -> schema.UnitState:
+    return schema.UnitState(
+        name=s.name,
+        hash=s.hash,
+        machine_id=s.machine,
+        systemd_load_state=s.systemd.load,
+        systemd_active_state=s.systemd.active,
+        systemd_sub_state=s.systemd.sub,
+    )
+
+
+async def list_states(
+    reg: Registry,
+    unit_name: str | None = None,
+    machine_id: str | None = None,
+    token: str | None = None,
+    limit: int = DEFAULT_PAGE_LIMIT,
+) -> Result:
+    found = await reg.list_states(unit_name) if unit_name else await reg.list_states()
+    found = [
+        s
+        for s in found
+        if (not unit_name or s.name == unit_name) and (not machine_id or s.machine == machine_id)
+    ]
+    found.sort(key=lambda s: (s.name, s.machine))
+    page, next_token = paginate(found, token, limit)
+    return 200, schema.StatePage(
+        states=[_state_to_wire(s) for s in page], next_page_token=next_token
+    )
+
+
+async def get_state(reg: Registry, name: str) -> Result:
+    found = sorted(await reg.list_states(name), key=lambda s: s.machine)
+    found = [s for s in found if s.name == name]
+    if not found:
+        raise NotFound("unit state does not exist")
+    return 200, _state_to_wire(found[0])
+
+
+# machines ---------------------------------------------------------------------------------------
+
+
+def _machine_to_wire(m: machine_model.Machine) -> schema.Machine:
+    return schema.Machine(id=m.id, primary_ip=m.ip, metadata=dict(m.metadata))
+
+
+async def list_machines(
+    reg: Registry, token: str | None = None, limit: int = DEFAULT_PAGE_LIMIT
+) -> Result:
+    machines = sorted(await reg.list_machines(), key=lambda m: m.id)
+    page, next_token = paginate(machines, token, limit)
+    return 200, schema.MachinePage(
+        machines=[_machine_to_wire(m) for m in page], next_page_token=next_token
+    )

@@ -1,0 +1,246 @@
+"""The HTTP server for API v1: routes, error mapping, listening sockets (the only aiohttp user).
+
+Owns the transport: paths under /fleet/v1 (and fleet's legacy /v1-alpha), 405/404/415 answers,
+the `{"error":{"code","message"}}` body for every failure, the `Server: fleetd/<version>` header,
+and the unix socket (stale file removal, mode, group) plus optional TCP listener.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from fleetd.api import handlers, schema
+from fleetd.errors import (
+    Conflict,
+    FleetError,
+    InvalidInput,
+    NotFound,
+    RegistryUnavailable,
+)
+from fleetd.registry.store import Registry
+
+PREFIXES = ("/fleet/v1", "/v1-alpha")
+JSON = "application/json"
+REGISTRY_KEY = web.AppKey("registry", Registry)
+LIMIT_KEY = web.AppKey("page_limit", int)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_STATUS: tuple[tuple[type[FleetError], int], ...] = (
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (RegistryUnavailable, 503),
+)
+
+
+def status_for(exc: FleetError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def error_response(code: int, message: str) -> web.Response:
+    return web.Response(
+        status=code, text=schema.ErrorBody.of(code, message).to_json(), content_type=JSON
+    )
+
+
+def _reply(result: handlers.Result) -> web.Response:
+    status, body = result
+    if body is None:
+        return web.Response(status=status)
+    return web.Response(status=status, text=body.to_json(), content_type=JSON)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as fleet's JSON error body."""
+    try:
+        return await handler(request)
+    except FleetError as exc:
+        return error_response(status_for(exc), str(exc))
+    except web.HTTPMethodNotAllowed:
+        return error_response(405, "method not allowed")
+    except web.HTTPNotFound:
+        return error_response(404, "not found")
+    except web.HTTPException as exc:
+        return error_response(exc.status, exc.reason)
+
+
+def _only(methods: str) -> Handler:
+    async def refuse(request: web.Request) -> web.Response:
+        return error_response(405, f"only {methods} supported against this resource")
+
+    return refuse
+
+
+def _reg(request: web.Request) -> Registry:
+    return request.app[REGISTRY_KEY]
+
+
+def _token(request: web.Request) -> str | None:
+    return request.query.get("nextPageToken") or None
+
+
+async def list_units(request: web.Request) -> web.Response:
+    return _reply(await handlers.list_units(_reg(request), _token(request), request.app[LIMIT_KEY]))
+
+
+async def get_unit(request: web.Request) -> web.Response:
+    return _reply(await handlers.get_unit(_reg(request), request.match_info["name"]))
+
+
+async def put_unit(request: web.Request) -> web.Response:
+    body = await _unit_body(request)
+    return _reply(await handlers.put_unit(_reg(request), request.match_info["name"], body))
+
+
+async def _unit_body(request: web.Request) -> schema.Unit:
+    types = request.headers.getall("Content-Type", [])
+    if len(types) != 1 or types[0].split(";")[0].strip().lower() != JSON:
+        raise web.HTTPUnsupportedMediaType(reason="expected Content-Type application/json")
+    raw = await request.text()
+    try:
+        return schema.Unit.from_json(raw)
+    except ValidationError as exc:
+        raise InvalidInput(f"unable to decode body: {_first_error(exc)}") from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+    return f"{where}: {err.get('msg', 'invalid')}"
+
+
+async def delete_unit(request: web.Request) -> web.Response:
+    return _reply(await handlers.delete_unit(_reg(request), request.match_info["name"]))
+
+
+async def list_states(request: web.Request) -> web.Response:
+    q = request.query
+    return _reply(
+        await handlers.list_states(
+            _reg(request),
+            q.get("unitName") or None,
+            q.get("machineID") or None,
+            _token(request),
+            request.app[LIMIT_KEY],
+        )
+    )
+
+
+async def get_state(request: web.Request) -> web.Response:
+    return _reply(await handlers.get_state(_reg(request), request.match_info["name"]))
+
+
+async def list_machines(request: web.Request) -> web.Response:
+    return _reply(
+        await handlers.list_machines(_reg(request), _token(request), request.app[LIMIT_KEY])
+    )
+
+
+async def _root(request: web.Request) -> web.Response:
+    return error_response(405, "only GET supported against this resource")
+
+
+def _add_routes(app: web.Application, prefix: str) -> None:
+    unit, state = prefix + "/units/{name}", prefix + "/state/{name}"
+    table: list[tuple[str, dict[str, Handler], str]] = [
+        (prefix + "/units", {"GET": list_units}, "GET"),
+        (unit, {"GET": get_unit, "PUT": put_unit, "DELETE": delete_unit}, "GET, PUT and DELETE"),
+        (prefix + "/state", {"GET": list_states}, "GET"),
+        (state, {"GET": get_state}, "GET"),
+        (prefix + "/machines", {"GET": list_machines}, "GET"),
+    ]
+    for path, methods, allowed in table:
+        resource = app.router.add_resource(path)
+        for method, handler in methods.items():
+            resource.add_route(method, handler)
+        resource.add_route("*", _only(allowed))
+
+
+async def _server_header(version: str, request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = f"fleetd/{version}"
+
+
+def make_app(
+    registry: Registry, version: str, *, page_limit: int = handlers.DEFAULT_PAGE_LIMIT
+) -> web.Application:
+    """The API application over `registry`; pages hold at most `page_limit` items."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[REGISTRY_KEY] = registry
+    app[LIMIT_KEY] = page_limit
+    for prefix in PREFIXES:
+        _add_routes(app, prefix)
+    app.router.add_route("*", "/", _root)
+    app.on_response_prepare.append(partial(_server_header, version))
+    return app
+
+
+# listening ----------------------------------------------------------------------------------------
+
+
+def remove_stale_socket(path: str) -> None:
+    """Remove a socket file nobody listens on; refuse to touch a live socket or a non-socket."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(f"{path} exists and is not a socket; refusing to remove it")
+    if _socket_is_live(path):
+        raise OSError(f"{path} is in use by another process")
+    os.unlink(path)
+
+
+def _socket_is_live(path: str) -> bool:
+    with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        return True
+
+
+def _split_host_port(tcp: str) -> tuple[str, int]:
+    host, sep, port = tcp.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f'invalid TCP listen address "{tcp}": expected host:port')
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+async def serve(
+    app: web.Application,
+    socket_path: str,
+    *,
+    socket_mode: int = 0o660,
+    socket_group: str | None = None,
+    tcp: str | None = None,
+) -> web.AppRunner:
+    """Listen on the unix socket (and `tcp` host:port if given); return the started runner."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        remove_stale_socket(socket_path)
+        await web.UnixSite(runner, socket_path).start()
+        os.chmod(socket_path, socket_mode)
+        if socket_group is not None:
+            shutil.chown(socket_path, group=socket_group)
+        if tcp:
+            host, port = _split_host_port(tcp)
+            await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner

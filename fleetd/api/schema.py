@@ -1,0 +1,101 @@
+"""The API's wire models: fleet v1's JSON shapes (camelCase), strictly validated.
+
+Owns what goes over the wire between fleetd and fleetctl. Unknown fields and wrong types are
+refused (pydantic `ValidationError`, which the server answers with 400). No I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleetd.model.states import TargetState
+
+
+def _json(name: str, **kwargs: Any) -> Any:
+    """A field whose JSON name is `name` (fleet's camelCase) and whose Python name is snake_case."""
+    return Field(validation_alias=name, serialization_alias=name, **kwargs)
+
+
+class Wire(BaseModel):
+    """Base: strict types, no unknown fields, Python names with fleet's JSON names."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, validate_by_name=True, validate_by_alias=True
+    )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        """Parse wire JSON: only fleet's camelCase names are accepted, never the Python ones."""
+        return cls.model_validate_json(text, by_name=False)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class UnitOption(Wire):
+    section: str
+    name: str
+    value: str
+
+
+class Unit(Wire):
+    """A unit as the API shows it; also the body of PUT /units/<name> (all fields optional there).
+
+    `current_state` and `machine_id` are read-only: derived by the server, ignored on PUT.
+    """
+
+    name: str | None = None
+    options: list[UnitOption] | None = None
+    desired_state: TargetState | None = _json("desiredState", default=None)
+    current_state: TargetState | None = _json("currentState", default=None)
+    machine_id: str | None = _json("machineID", default=None)
+
+
+class UnitPage(Wire):
+    units: list[Unit]
+    next_page_token: str | None = _json("nextPageToken", default=None)
+
+
+class UnitState(Wire):
+    """What systemd reports for one unit on one machine."""
+
+    name: str
+    hash: str
+    machine_id: str = _json("machineID")
+    systemd_load_state: str = _json("systemdLoadState")
+    systemd_active_state: str = _json("systemdActiveState")
+    systemd_sub_state: str = _json("systemdSubState")
+
+
+class StatePage(Wire):
+    states: list[UnitState]
+    next_page_token: str | None = _json("nextPageToken", default=None)
+
+
+class Machine(Wire):
+    id: str
+    primary_ip: str = _json("primaryIP", default="")
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class MachinePage(Wire):
+    machines: list[Machine]
+    next_page_token: str | None = _json("nextPageToken", default=None)
+
+
+class ErrorDetail(Wire):
+    code: int
+    message: str
+
+
+class ErrorBody(Wire):
+    error: ErrorDetail
+
+    @classmethod
+    def of(cls, code: int, message: str) -> ErrorBody:
+        return cls(error=ErrorDetail(code=code, message=message))
