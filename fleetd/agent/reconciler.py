@@ -1,0 +1,135 @@
+"""The agent: make this host's systemd match the units the leader assigned to it.
+
+gather (assignments from etcd, unit files on disk, systemd states) -> plan_tasks (pure)
+-> apply in order, stopping at the first failure (the next pass retries). Wakes on the
+watch of this machine's own assign/<id>/ prefix and on a timer; it never reads the rest
+of the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fleetd.agent.planning import Current, Desired, Task, TaskKind, plan_tasks
+from fleetd.agent.publisher import Publisher
+from fleetd.errors import RegistryUnavailable, UnitManagerError
+from fleetd.logs import get_logger
+from fleetd.loop import Wakeup
+from fleetd.model.states import TargetState
+from fleetd.registry.kv import WatchEvent
+from fleetd.registry.store import Registry
+from fleetd.registry.watch import follow
+from fleetd.systemd.base import UnitManager
+
+RUNNING = frozenset({"active", "activating", "reloading"})
+RESYNC_INTERVAL = 5.0
+
+
+class Agent:
+    """Drives one host's systemd toward its assignments."""
+
+    def __init__(self, registry: Registry, systemd: UnitManager, machine_id: str,
+                 publisher: Publisher) -> None:
+        self.registry = registry
+        self.systemd = systemd
+        self.machine_id = machine_id
+        self.publisher = publisher
+        self.wakeup = Wakeup()
+        self.started: set[str] = set()
+        self._texts: dict[str, str] = {}
+        self.log = get_logger("agent", machine=machine_id[:8])
+
+    def fleet_state(self, name: str) -> TargetState:
+        return TargetState.LAUNCHED if name in self.started else TargetState.LOADED
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch(), name="agent-watch")
+            group.create_task(self._loop(), name="agent-loop")
+
+    async def _watch(self) -> None:
+        prefix = self.registry.keys.assigned_to(self.machine_id)
+
+        async def relist() -> int:
+            self.wakeup.poke()
+            return (await self.registry.kv.get_prefix(prefix)).revision
+
+        def on_error(exc: Exception) -> None:
+            self.log.debug("watch interrupted; resuming", error=str(exc))
+
+        while True:
+            try:
+                start = await relist()
+                break
+            except RegistryUnavailable:
+                await asyncio.sleep(0.5)
+        await follow(self.registry.kv, prefix, start + 1, self._on_event, relist, on_error=on_error)
+
+    def _on_event(self, event: WatchEvent) -> None:
+        self.wakeup.poke()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except RegistryUnavailable as exc:
+                self.log.warning("etcd unavailable; keeping units as they are", error=str(exc))
+            except UnitManagerError as exc:
+                self.log.warning("systemd query failed; will retry", error=str(exc))
+            await self.wakeup.wait(RESYNC_INTERVAL)
+
+    async def reconcile(self) -> None:
+        desired = await self.desired()
+        current = await self.current()
+        tasks = plan_tasks(desired, current)
+        for task in tasks:
+            if not await self._run_task(task, desired):
+                break
+        if tasks:
+            self.publisher.poke()
+
+    async def desired(self) -> dict[str, Desired]:
+        assignments = await self.registry.list_assignments(self.machine_id)
+        wanted = {a.unit: Desired(name=a.unit, hash=a.hash, state=a.desired)
+                  for a in assignments if a.desired is not TargetState.INACTIVE}
+        for d in wanted.values():
+            if d.hash not in self._texts:
+                text = await self.registry.get_file(d.hash)
+                if text is not None:
+                    self._texts[d.hash] = text
+        return {name: d for name, d in wanted.items() if d.hash in self._texts}
+
+    async def current(self) -> dict[str, Current]:
+        local = self.systemd.local_units()
+        states = await self.systemd.states(local)
+        return {name: Current(name=name, hash=digest,
+                              launched=name in self.started or
+                              (name in states and states[name].active in RUNNING))
+                for name, digest in local.items()}
+
+    async def _run_task(self, task: Task, desired: dict[str, Desired]) -> bool:
+        try:
+            await self._execute(task, desired)
+        except UnitManagerError as exc:
+            self.log.error("task failed; will retry", task=task.kind.name.lower(), unit=task.unit,
+                           reason=task.reason, error=str(exc))
+            return False
+        self.log.info("task done", task=task.kind.name.lower(), unit=task.unit, reason=task.reason)
+        return True
+
+    async def _execute(self, task: Task, desired: dict[str, Desired]) -> None:
+        if task.kind is TaskKind.UNLOAD:
+            self.started.discard(task.unit)
+            await self.systemd.unload(task.unit)
+        elif task.kind is TaskKind.LOAD:
+            await self.systemd.load(task.unit, self._texts[desired[task.unit].hash])
+        elif task.kind is TaskKind.RELOAD:
+            await self.systemd.reload()
+        elif task.kind is TaskKind.STOP:
+            self.started.discard(task.unit)
+            await self.systemd.stop(task.unit)
+        elif task.kind is TaskKind.START:
+            self.started.add(task.unit)
+            result = await self.systemd.start(task.unit)
+            if result != "done":
+                self.log.warning("unit did not start cleanly", unit=task.unit, result=result)

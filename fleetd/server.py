@@ -1,0 +1,128 @@
+"""The composition root: picks the concrete adapters, starts and supervises every task.
+
+Tasks: heart (presence lease), agent, publisher, engine (unless disable_engine) and the
+HTTP API. A task that crashes is logged once and stops the daemon; systemd restarts it.
+SIGTERM/SIGINT stop gracefully: the engine resigns so another leader takes over at once;
+the host's units keep running (unless stop_units_on_shutdown) and the machine lease is left
+to expire, so a quick restart moves nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fleetd import __version__
+from fleetd.agent.heart import Heart
+from fleetd.agent.identity import local_machine
+from fleetd.agent.publisher import Publisher
+from fleetd.agent.reconciler import Agent
+from fleetd.api.http import make_app, serve
+from fleetd.config import FleetConfig
+from fleetd.engine.reconciler import Engine
+from fleetd.errors import ConfigError, FleetError
+from fleetd.logs import get_logger
+from fleetd.model.machine import Machine
+from fleetd.registry.etcd import EtcdKV
+from fleetd.registry.keys import Keys, normalize_prefix
+from fleetd.registry.store import Registry
+from fleetd.systemd.base import UnitManager
+from fleetd.systemd.dbus import DbusUnitManager
+
+
+@dataclass
+class Node:
+    """One fleetd's loops, wired together; `run` supervises them until `stop` is set."""
+
+    heart: Heart
+    agent: Agent
+    publisher: Publisher
+    engine: Engine | None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self.heart.run(), name="heart")]
+            await _first(self.heart.registered.wait(), stop.wait())
+            tasks.append(group.create_task(self.agent.run(), name="agent"))
+            tasks.append(group.create_task(self.publisher.run(), name="publisher"))
+            if self.engine is not None:
+                tasks.append(group.create_task(self.engine.run(), name="engine"))
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
+
+
+def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agent_ttl: float,
+             reconcile_interval: float, run_engine: bool) -> Node:
+    """Wire heart, agent, publisher and engine for one machine (adapters chosen by the caller)."""
+    heart = Heart(registry, machine, agent_ttl)
+    publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease)
+    agent = Agent(registry, systemd, machine.id, publisher)
+    publisher.fleet_state = agent.fleet_state
+    heart.on_new_lease(publisher.republish_all)
+    systemd.on_change(publisher.poke)
+    engine = Engine(registry, machine.id, heart, reconcile_interval) if run_engine else None
+    return Node(heart=heart, agent=agent, publisher=publisher, engine=engine)
+
+
+async def run(cfg: FleetConfig) -> None:
+    """Run fleetd until a signal or a fatal error."""
+    log = get_logger("server")
+    machine = local_machine(cfg)
+    if cfg.api_listen and not cfg.api_insecure_tcp:
+        raise ConfigError("api_listen needs TLS, which this build lacks; "
+                          "set api_insecure_tcp=true to listen without it (trusted networks only)")
+    kv = EtcdKV(cfg.etcd_servers, request_timeout=cfg.etcd_request_timeout)
+    registry = Registry(kv, Keys(normalize_prefix(cfg.etcd_key_prefix)))
+    systemd = DbusUnitManager(bus_address=cfg.systemd_bus, units_directory=cfg.units_directory)
+    await systemd.connect()
+    node = assemble(registry, systemd, machine, agent_ttl=cfg.agent_ttl,
+                    reconcile_interval=cfg.engine_reconcile_interval,
+                    run_engine=not cfg.disable_engine)
+    runner = await serve(make_app(registry, __version__), cfg.api_socket,
+                         socket_group=cfg.api_socket_group or None, tcp=cfg.api_listen or None)
+    log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,
+             engine=node.engine is not None, api=cfg.api_socket)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, _stopper(stop, log))
+    try:
+        await node.run(stop)
+    finally:
+        await _shutdown(cfg, node.engine, systemd, runner, kv, log)
+
+
+def _stopper(stop: asyncio.Event, log: Any) -> Callable[[], None]:
+    def on_signal() -> None:
+        log.info("stopping on signal")
+        stop.set()
+    return on_signal
+
+
+async def _first(*aws: Awaitable[object]) -> None:
+    """Wait until the first of `aws` completes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+
+
+async def _shutdown(cfg, engine, systemd, runner, kv, log) -> None:  # type: ignore[no-untyped-def]
+    with contextlib.suppress(FleetError, OSError):
+        if engine is not None and engine.token is not None:
+            await engine.registry.resign(engine.token)
+            log.info("engine leadership released")
+    if cfg.stop_units_on_shutdown:
+        for name in sorted(systemd.local_units()):
+            with contextlib.suppress(FleetError):
+                await systemd.unload(name)
+                log.info("unit unloaded on shutdown", unit=name)
+    await runner.cleanup()
+    with contextlib.suppress(FleetError, OSError):
+        await systemd.close()
+        await kv.close()
+    log.info("fleetd stopped")
