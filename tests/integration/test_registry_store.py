@@ -1,0 +1,128 @@
+"""The typed Registry (fleetd.registry.store) over MemoryKV and over a real etcd.
+
+Checks what the API, engine and agents depend on: units are created once, desired state
+changes stick, exactly one engine wins a campaign and its token is the leader key's create
+revision, a resigned leader's commits are fenced, and listings decode back to the records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fleetd.errors import Fenced
+from fleetd.model.machine import Machine
+from fleetd.model.states import SystemdState, TargetState, UnitState
+from fleetd.model.unit import Assignment, Unit
+from fleetd.registry.etcd import EtcdKV
+from fleetd.registry.keys import Keys, normalize_prefix
+from fleetd.registry.memory import MemoryKV
+from fleetd.registry.store import MAX_TXN_OPS, Registry
+
+TEXT = "[Service]\nExecStart=/bin/sleep infinity\n"
+
+
+@pytest.fixture(params=["memory", "etcd"])
+async def reg(request: pytest.FixtureRequest) -> AsyncIterator[Registry]:
+    if request.param == "memory":
+        kv: MemoryKV | EtcdKV = MemoryKV()
+    else:
+        kv = EtcdKV(request.getfixturevalue("etcd").endpoints, request_timeout=2.0)
+    yield Registry(kv, Keys(normalize_prefix(f"/fleet-test/{uuid.uuid4().hex[:8]}")))
+    await kv.close()
+
+
+def unit(name: str, desired: TargetState = TargetState.INACTIVE) -> Unit:
+    return Unit(name=name, hash="ab" * 32, desired=desired)
+
+
+async def test_create_unit_only_once(reg: Registry) -> None:
+    assert await reg.create_unit(unit("web.service"), TEXT) is True
+    assert await reg.create_unit(unit("web.service", TargetState.LAUNCHED), "other") is False
+    stored = await reg.get_unit("web.service")
+    assert stored == unit("web.service")
+    assert await reg.get_file(stored.hash) == TEXT
+    assert [u.name for u in await reg.list_units()] == ["web.service"]
+
+
+async def test_set_desired(reg: Registry) -> None:
+    await reg.create_unit(unit("db.service"), TEXT)
+    changed = await reg.set_desired("db.service", TargetState.LAUNCHED)
+    assert changed == unit("db.service", TargetState.LAUNCHED)
+    assert (await reg.get_unit("db.service")).desired is TargetState.LAUNCHED
+    assert await reg.set_desired("missing.service", TargetState.LOADED) is None
+
+
+async def test_campaign_has_one_winner_with_create_revision_token(reg: Registry) -> None:
+    lease_a, lease_b = await reg.kv.grant(30), await reg.kv.grant(30)
+    token = await reg.campaign("machine-a", lease_a)
+    assert token is not None
+    assert await reg.campaign("machine-b", lease_b) is None
+    leader = await reg.kv.get(reg.keys.leader)
+    assert (leader.value, leader.create_revision, leader.lease) == ("machine-a", token, lease_a)
+    assert await reg.leader() == "machine-a"
+
+
+async def test_commit_is_fenced_after_resign(reg: Registry) -> None:
+    token = await reg.campaign("machine-a", await reg.kv.grant(30))
+    place = Assignment("web.service", "machine-a", "ab" * 32, TargetState.LAUNCHED)
+    assert await reg.commit(token, [reg.place_op(place)]) == 1
+    await reg.resign(token)
+    assert await reg.leader() is None
+    with pytest.raises(Fenced):
+        await reg.commit(token, [reg.evict_op("web.service", "machine-a")])
+    assert await reg.list_assignments() == [place]
+
+
+async def test_new_leader_fences_the_old_token(reg: Registry) -> None:
+    lease = await reg.kv.grant(30)
+    old = await reg.campaign("machine-a", lease)
+    await reg.kv.revoke(lease)  # the old leader's lease lapsed
+    new = await reg.campaign("machine-b", await reg.kv.grant(30))
+    assert new is not None and new != old
+    with pytest.raises(Fenced):
+        await reg.commit(old, [reg.evict_op("x.service", "machine-a")])
+
+
+async def test_commit_batches_large_plans(reg: Registry) -> None:
+    token = await reg.campaign("m1", await reg.kv.grant(30))
+    places = [Assignment(f"u{i:03}.service", "m1", "cd" * 32, TargetState.LOADED)
+              for i in range(MAX_TXN_OPS + 5)]
+    assert await reg.commit(token, [reg.place_op(a) for a in places]) == 2
+    assert sorted(await reg.list_assignments("m1"), key=lambda a: a.unit) == places
+
+
+async def test_list_assignments_and_states_decode(reg: Registry) -> None:
+    token = await reg.campaign("m1", await reg.kv.grant(30))
+    a1 = Assignment("web.service", "m1", "ab" * 32, TargetState.LAUNCHED)
+    a2 = Assignment("web.service", "m2", "ab" * 32, TargetState.LOADED)
+    await reg.commit(token, [reg.place_op(a1), reg.place_op(a2)])
+    assert await reg.list_assignments() == [a1, a2]
+    assert await reg.list_assignments("m2") == [a2]
+
+    lease = await reg.kv.grant(30)
+    running = SystemdState("loaded", "active", "running")
+    s1 = UnitState("web.service", "m1", "ab" * 32, TargetState.LAUNCHED, running)
+    s2 = UnitState("web.service", "m2", "ab" * 32, TargetState.LOADED,
+                   SystemdState("loaded", "inactive", "dead"))
+    await reg.put_state(s1, lease)
+    await reg.put_state(s2, lease)
+    assert await reg.list_states() == [s1, s2]
+    assert await reg.list_states("web.service") == [s1, s2]
+    await reg.delete_state("web.service", "m2")
+    assert await reg.list_states() == [s1]
+    await reg.kv.revoke(lease)
+    assert await reg.list_states() == []
+
+
+async def test_machines_register_on_their_lease(reg: Registry) -> None:
+    lease = await reg.kv.grant(30)
+    m = Machine(id="b" * 32, ip="10.0.0.2", metadata={"region": "eu"}, version="0.1.0")
+    await reg.register_machine(m, lease)
+    await reg.register_machine(Machine(id="a" * 32), await reg.kv.grant(30))
+    assert [x.id for x in await reg.list_machines()] == ["a" * 32, "b" * 32]
+    assert (await reg.list_machines())[1] == m
+    await reg.kv.revoke(lease)
+    assert [x.id for x in await reg.list_machines()] == ["a" * 32]
