@@ -1,0 +1,142 @@
+"""Unit names: turning a user's argument into a name, validating names, splitting templates.
+
+Owns fleet's name rules (reference fleet.md §1.2): which suffixes a bare argument may carry,
+which unit types the API accepts, and how `web@1.service` relates to its template `web@.service`.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import string
+from dataclasses import dataclass
+
+from fleetd.errors import InvalidUnitName
+
+#: Suffixes fleetctl leaves alone when normalizing an argument; anything else gets ".service".
+SUFFIXES: tuple[str, ...] = (
+    ".service",
+    ".socket",
+    ".timer",
+    ".path",
+    ".device",
+    ".mount",
+    ".automount",
+)
+
+#: Every unit type the API accepts (systemd's list as of fleet v1.0).
+VALID_SUFFIXES: frozenset[str] = frozenset(
+    "." + t
+    for t in (
+        "automount busname device mount path scope service slice snapshot socket swap target timer"
+    ).split()
+)
+
+#: Unit types that may be templates or template instances (names containing "@").
+TEMPLATE_SUFFIXES: frozenset[str] = frozenset((".path", ".service", ".socket", ".target", ".timer"))
+
+MAX_NAME_LENGTH = 256
+_VALID_CHARS = frozenset(string.ascii_letters + string.digits + ":_.@-")
+
+
+def normalize_name(arg: str) -> str:
+    """`path/to/hello` -> `hello.service`; names with a known suffix are kept as they are."""
+    name = posixpath.basename(arg)
+    return name if name.endswith(SUFFIXES) else name + ".service"
+
+
+def validate_name(name: str) -> None:
+    """Raise InvalidUnitName with fleet's message if systemd or fleet would refuse `name`."""
+    for check in (_check_shape, _check_suffix, _check_chars):
+        message = check(name)
+        if message:
+            raise InvalidUnitName(message)
+
+
+def _check_shape(name: str) -> str | None:
+    if not name:
+        return "unit name cannot be empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"unit name exceeds maximum length ({MAX_NAME_LENGTH})"
+    if "/" in name:
+        return 'unit name cannot contain "/"'
+    if ".." in name:
+        return 'unit name cannot contain ".."'
+    if "." not in name:
+        return 'unit name must contain "."'
+    if name.endswith("."):
+        return 'unit name cannot end in "."'
+    return None
+
+
+def _check_suffix(name: str) -> str | None:
+    suffix = name[name.rindex(".") :]
+    if suffix not in VALID_SUFFIXES:
+        return f"invalid unit type: {_go_quote(suffix[1:])}"
+    if "@" in name and suffix not in TEMPLATE_SUFFIXES:
+        return f"invalid unit type for template: {_go_quote(suffix[1:])}"
+    return None
+
+
+def _check_chars(name: str) -> str | None:
+    for char in name[: name.rindex(".")]:
+        if char not in _VALID_CHARS:
+            return f"invalid character {_go_quote_char(char)} in unit name"
+    if name.startswith("@"):
+        return 'unit name cannot start in "@"'
+    return None
+
+
+def _go_quote(text: str) -> str:
+    """Roughly Go's %q for a string: double-quoted with escapes."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _go_quote_char(char: str) -> str:
+    """Roughly Go's %q for a rune: single-quoted, escaped when not printable."""
+    if char in "'\\":
+        return f"'\\{char}'"
+    return f"'{char}'" if char.isprintable() else f"'\\u{ord(char):04x}'"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitNameInfo:
+    """A unit name split into parts: `web@1.service` -> prefix `web`, instance `1`, `.service`.
+
+    For names without "@", prefix is the name without its suffix and instance is "".
+    """
+
+    full: str
+    prefix: str
+    instance: str
+    suffix: str
+
+    @property
+    def stem(self) -> str:
+        """The name without its suffix (`web@1`); systemd's %N."""
+        return self.full[: len(self.full) - len(self.suffix)]
+
+    @property
+    def has_at(self) -> bool:
+        return "@" in self.stem
+
+    @property
+    def is_template(self) -> bool:
+        return self.has_at and not self.instance
+
+    @property
+    def is_instance(self) -> bool:
+        return self.has_at and bool(self.instance)
+
+    @property
+    def template(self) -> str:
+        """`web@.service` for both `web@.service` and `web@1.service`; "" otherwise."""
+        return f"{self.prefix}@{self.suffix}" if self.has_at else ""
+
+
+def parse_name(name: str) -> UnitNameInfo:
+    """Split at the last "." for the suffix, then at the first "@" for prefix and instance."""
+    dot = name.rfind(".")
+    stem, suffix = (name[:dot], name[dot:]) if dot >= 0 else (name, "")
+    prefix, _, instance = stem.partition("@")
+    return UnitNameInfo(full=name, prefix=prefix, instance=instance, suffix=suffix)

@@ -1,0 +1,246 @@
+"""A unit's placement requirements: the `[X-Fleet]` section, parsed, validated and matched.
+
+Owns fleet's option semantics (reference fleet.md §2, §2.1): aliases, quoted multi-values,
+specifiers, metadata grouping (OR within a key, AND across keys), the validation table with
+fleet's messages, and the machine/conflict predicates the scheduler and agents share.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
+
+from fleetd.errors import InvalidRequirements
+from fleetd.model.names import parse_name
+from fleetd.model.unitfile import UnitFile
+
+SECTION = "X-Fleet"
+MACHINE_ID_KEYS = ("MachineID", "X-ConditionMachineID", "X-ConditionMachineBootID")
+MACHINE_OF_KEYS = ("MachineOf", "X-ConditionMachineOf")
+METADATA_KEYS = ("MachineMetadata", "X-ConditionMachineMetadata")
+CONFLICTS_KEYS = ("Conflicts", "X-Conflicts")
+KNOWN_KEYS = frozenset(
+    (*MACHINE_ID_KEYS, *MACHINE_OF_KEYS, *METADATA_KEYS, *CONFLICTS_KEYS, "Global", "Replaces")
+)
+TRUTHY = frozenset(("true", "yes", "1", "on", "t"))
+
+
+def _empty_metadata() -> Mapping[str, tuple[str, ...]]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    """Where a unit may run. metadata: key -> accepted values (OR within, AND across keys)."""
+
+    machine_id: str | None = None
+    machine_of: tuple[str, ...] = ()
+    metadata: Mapping[str, tuple[str, ...]] = field(default_factory=_empty_metadata)
+    conflicts: tuple[str, ...] = ()
+    is_global: bool = False
+    replaces: tuple[str, ...] = ()
+
+
+def parse_requirements(name: str, unit: UnitFile) -> Requirements:
+    """Read `[X-Fleet]` of unit `name` (aliases honoured, specifiers substituted)."""
+    values = _section_values(name, unit)
+    machine_ids = _collect(values, MACHINE_ID_KEYS)
+    global_values = _collect(values, ("Global",))
+    return Requirements(
+        machine_id=machine_ids[0] if machine_ids else None,
+        machine_of=_unique(_collect(values, MACHINE_OF_KEYS)),
+        metadata=_metadata(_collect(values, METADATA_KEYS)),
+        conflicts=_unique(w for v in _collect(values, CONFLICTS_KEYS) for w in v.split()),
+        is_global=bool(global_values) and global_values[-1].strip().lower() in TRUTHY,
+        replaces=_unique(_collect(values, ("Replaces",))),
+    )
+
+
+def unknown_options(unit: UnitFile) -> tuple[str, ...]:
+    """`[X-Fleet]` keys fleetd does not know (likely typos), in file order, once each."""
+    return _unique(o.name for o in unit.options if o.section == SECTION and o.name not in KNOWN_KEYS)
+
+
+def validate_requirements(req: Requirements) -> None:
+    """Raise InvalidRequirements with fleet's message for contradictory options."""
+    message = _combination_error(req) or _peer_error(req)
+    if message:
+        raise InvalidRequirements(message)
+
+
+def _combination_error(req: Requirements) -> str | None:
+    has = {
+        "MachineID": req.machine_id is not None,
+        "Peers": bool(req.machine_of),
+        "Conflicts": bool(req.conflicts),
+        "Global": req.is_global,
+        "Replaces": bool(req.replaces),
+    }
+    forbidden = (
+        ("MachineID", "Peers"),
+        ("MachineID", "Conflicts"),
+        ("MachineID", "Global"),
+        ("MachineID", "Replaces"),
+        ("Global", "Peers"),
+        ("Global", "Replaces"),
+        ("Conflicts", "Replaces"),
+    )
+    for first, second in forbidden:
+        if has[first] and has[second]:
+            return f"{first} cannot be used with {second}"
+    return None
+
+
+def _peer_error(req: Requirements) -> str | None:
+    for peer in req.machine_of:
+        for kind, globs in (("conflict", req.conflicts), ("replace", req.replaces)):
+            for glob in globs:
+                if glob_match(glob, peer):
+                    return f'unresolvable requirements: peer "{peer}" matches {kind} "{glob}"'
+    return None
+
+
+def metadata_matches(req: Requirements, metadata: Mapping[str, str]) -> bool:
+    """True if, for every required key, the machine's value is one of the accepted values."""
+    return all(metadata.get(key) in accepted for key, accepted in req.metadata.items())
+
+
+def machine_id_matches(req: Requirements, machine_id: str) -> bool:
+    """True if the unit has no MachineID, or it equals the full or 8-character short id."""
+    wanted = req.machine_id
+    return wanted is None or wanted in (machine_id, machine_id[:8])
+
+
+def conflicts(name_a: str, req_a: Requirements, name_b: str, req_b: Requirements) -> bool:
+    """True if either unit's Conflicts globs match the other's name; never with itself."""
+    if name_a == name_b:
+        return False
+    return any(glob_match(g, name_b) for g in req_a.conflicts) or any(
+        glob_match(g, name_a) for g in req_b.conflicts
+    )
+
+
+def describe_metadata(req: Requirements) -> str:
+    """`disk=ssd, region=east|west`: the metadata requirement in words, keys sorted."""
+    return ", ".join(f"{k}={'|'.join(v)}" for k, v in sorted(req.metadata.items()))
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """Go `path.Match`: `*`, `?`, `[...]` (`^` negates), `\\` escapes; bad patterns never match."""
+    compiled = _compile_glob(pattern)
+    return compiled is not None and compiled.fullmatch(name) is not None
+
+
+@lru_cache(maxsize=4096)
+def _compile_glob(pattern: str) -> re.Pattern[str] | None:
+    parts: list[str] = []
+    i = 0
+    while i < len(pattern):
+        piece, i = _glob_piece(pattern, i)
+        if piece is None:
+            return None
+        parts.append(piece)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _glob_piece(pattern: str, i: int) -> tuple[str | None, int]:
+    """Translate the glob element starting at `i`; return (regex or None if bad, next index)."""
+    char = pattern[i]
+    if char == "*":
+        return "[^/]*", i + 1
+    if char == "?":
+        return "[^/]", i + 1
+    if char == "\\":
+        return (re.escape(pattern[i + 1]), i + 2) if i + 1 < len(pattern) else (None, i)
+    if char == "[":
+        return _glob_class(pattern, i + 1)
+    return re.escape(char), i + 1
+
+
+def _glob_class(pattern: str, i: int) -> tuple[str | None, int]:
+    negate = i < len(pattern) and pattern[i] == "^"
+    i += negate
+    ranges: list[str] = []
+    while i < len(pattern) and (pattern[i] != "]" or not ranges):
+        low, i = _class_char(pattern, i)
+        high = low
+        if low is not None and i + 1 < len(pattern) and pattern[i] == "-" and pattern[i + 1] != "]":
+            high, i = _class_char(pattern, i + 1)
+        if low is None or high is None or low > high:
+            return None, i
+        ranges.append(re.escape(low) + ("-" + re.escape(high) if high != low else ""))
+    if i >= len(pattern):
+        return None, i
+    body = "".join(ranges)
+    return (f"[^{body}]" if negate else f"[{body}]"), i + 1
+
+
+def _class_char(pattern: str, i: int) -> tuple[str | None, int]:
+    if pattern[i] == "\\":
+        return (pattern[i + 1], i + 2) if i + 1 < len(pattern) else (None, i)
+    if pattern[i] in "-]":
+        return None, i
+    return pattern[i], i + 1
+
+
+def _section_values(name: str, unit: UnitFile) -> list[tuple[str, str]]:
+    """(key, value) pairs of [X-Fleet], quoted multi-values split, specifiers substituted."""
+    specifiers = _specifiers(name)
+    return [
+        (o.name, _substitute(v, specifiers))
+        for o in unit.options
+        if o.section == SECTION
+        for v in _split_quoted(o.value)
+    ]
+
+
+def _collect(values: Iterable[tuple[str, str]], keys: tuple[str, ...]) -> list[str]:
+    return [v for k, v in values if k in keys]
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _metadata(values: Iterable[str]) -> Mapping[str, tuple[str, ...]]:
+    grouped: dict[str, tuple[str, ...]] = {}
+    for value in values:
+        parts = [p.strip() for p in value.split("=")]
+        if len(parts) == 2 and all(parts):
+            key, accepted = parts
+            grouped[key] = _unique((*grouped.get(key, ()), accepted))
+    return MappingProxyType(grouped)
+
+
+def _split_quoted(value: str) -> list[str]:
+    """`"a=b" "c=d"` -> [a=b, c=d]; a value not both starting and ending in `"` is kept whole."""
+    if len(value) < 2 or not (value.startswith('"') and value.endswith('"')):
+        return [value]
+    return list(_quoted_words(value))
+
+
+def _quoted_words(value: str) -> Iterator[str]:
+    word, quoted = "", False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        elif char.isspace() and not quoted:
+            if word:
+                yield word
+            word = ""
+        else:
+            word += char
+    if word:
+        yield word
+
+
+def _specifiers(name: str) -> dict[str, str]:
+    info = parse_name(name)
+    return {"%n": info.full, "%N": info.stem, "%p": info.prefix, "%i": info.instance}
+
+
+def _substitute(value: str, specifiers: Mapping[str, str]) -> str:
+    return re.sub("%[nNpi]", lambda m: specifiers[m.group(0)], value)
