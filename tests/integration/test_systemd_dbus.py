@@ -164,13 +164,16 @@ async def test_unload_of_an_unknown_unit_is_a_no_op(manager: DbusUnitManager) ->
     await manager.unload("t-never-loaded.service")
 
 
-@pytest.mark.parametrize(("unit_type", "job_result"), [("exec", "done"), ("oneshot", "failed")])
+# Type=exec: the job is "done" once execve succeeded, unless /bin/false already exited by
+# then (a race systemd settles either way under load); oneshot: the job itself fails.
+@pytest.mark.parametrize(("unit_type", "job_results"),
+                         [("exec", {"done", "failed"}), ("oneshot", {"failed"})])
 async def test_unit_that_fails_reports_failed(
-    manager: DbusUnitManager, host: Host, unit_type: str, job_result: str
+    manager: DbusUnitManager, host: Host, unit_type: str, job_results: set[str]
 ) -> None:
     name = f"t-fail-{unit_type}.service"
     text = f"[Service]\nType={unit_type}\nExecStart=/bin/false\n"
-    assert await _load_and_start(manager, name, text) == job_result
+    assert await _load_and_start(manager, name, text) in job_results
     state = await _wait_for_state(manager, name, "failed")
     assert state == SystemdState("loaded", "failed", "failed")
     assert host.systemctl("is-active", name) == "failed"
