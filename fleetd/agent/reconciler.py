@@ -102,9 +102,9 @@ class Agent:
     async def current(self) -> dict[str, Current]:
         local = self.systemd.local_units()
         states = await self.systemd.states(local)
-        return {name: Current(name=name, hash=digest,
-                              launched=name in self.started or
-                              (name in states and states[name].active in RUNNING))
+        # A unit systemd runs counts as launched by us, e.g. after fleetd itself restarted.
+        self.started |= {name for name in local if name in states and states[name].active in RUNNING}
+        return {name: Current(name=name, hash=digest, launched=name in self.started)
                 for name, digest in local.items()}
 
     async def _run_task(self, task: Task, desired: dict[str, Desired]) -> bool:

@@ -172,3 +172,23 @@ async def test_deposed_leader_cannot_write(cluster: Cluster) -> None:
     from fleetd.errors import Fenced
     with pytest.raises(Fenced):
         await cluster.registry.commit(stale or 0, [cluster.registry.evict_op("x", "y")])
+
+
+async def test_restarted_fleetd_reports_its_running_unit_launched(cluster: Cluster) -> None:
+    await cluster.submit("hello.service", HELLO, TargetState.LAUNCHED)
+    await eventually(lambda: len(cluster.running("hello.service")) == 1)
+    (host,) = cluster.running("hello.service")
+    cluster.tasks[host].cancel()  # fleetd stops; its lease, the unit and its file stay
+    with contextlib.suppress(asyncio.CancelledError):
+        await cluster.tasks[host]
+    calls_before = len(cluster.systemd[host].calls)
+    cluster.boot(host)
+
+    async def launched_again() -> bool:
+        states = await cluster.registry.list_states("hello.service")
+        return [(s.machine, s.state) for s in states] == [
+            (cluster.machine_id(host), TargetState.LAUNCHED)]
+
+    await eventually_async(launched_again)
+    restarts = [c for c in cluster.systemd[host].calls[calls_before:] if c[0] in ("start", "stop")]
+    assert restarts == []  # the running unit was neither restarted nor stopped
