@@ -88,12 +88,15 @@ async def run(cfg: FleetConfig) -> None:
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,
              engine=node.engine is not None, api=cfg.api_socket)
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, _stopper(stop, log))
+        loop.add_signal_handler(sig, _stopper(stop, log))
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
+        "SIGHUP ignored: reloading the configuration needs a restart (systemctl restart fleet)"))
     try:
         await node.run(stop)
     finally:
-        await _shutdown(cfg, node.engine, systemd, runner, kv, log)
+        await _shutdown(cfg, node, systemd, runner, kv, log)
 
 
 def _stopper(stop: asyncio.Event, log: Any) -> Callable[[], None]:
@@ -111,16 +114,25 @@ async def _first(*aws: Awaitable[object]) -> None:
         task.cancel()
 
 
-async def _shutdown(cfg, engine, systemd, runner, kv, log) -> None:  # type: ignore[no-untyped-def]
+async def _shutdown(cfg: FleetConfig, node: Node, systemd: UnitManager, runner: Any,
+                    kv: EtcdKV, log: Any) -> None:
+    """Release leadership at once; keep the host's units unless told to stop them.
+
+    With stop_units_on_shutdown the units are unloaded and the machine lease revoked, so the
+    engine re-places them at once instead of after agent_ttl.
+    """
     with contextlib.suppress(FleetError, OSError):
-        if engine is not None and engine.token is not None:
-            await engine.registry.resign(engine.token)
+        if node.engine is not None and node.engine.token is not None:
+            await node.engine.registry.resign(node.engine.token)
             log.info("engine leadership released")
     if cfg.stop_units_on_shutdown:
         for name in sorted(systemd.local_units()):
             with contextlib.suppress(FleetError):
                 await systemd.unload(name)
                 log.info("unit unloaded on shutdown", unit=name)
+        with contextlib.suppress(FleetError, OSError):
+            await node.heart.revoke()
+            log.info("machine lease revoked: leaving the cluster")
     await runner.cleanup()
     with contextlib.suppress(FleetError, OSError):
         await systemd.close()
