@@ -58,9 +58,7 @@ def plan_tasks(desired: Mapping[str, Desired], current: Mapping[str, Current]) -
     return tuple(sorted(tasks, key=lambda t: (t.kind, t.unit)))
 
 
-def _unit_tasks(
-    desired: Mapping[str, Desired], current: Mapping[str, Current], name: str
-) -> Iterator[Task]:
+def _unit_tasks(desired: Mapping[str, Desired], current: Mapping[str, Current], name: str) -> Iterator[Task]:
     want = desired.get(name)
     have = current.get(name, Current(name, "", False))
     if want is None:

@@ -111,11 +111,7 @@ class _Board:
     def conflicting(self, name: str, req: Requirements, machine: str) -> list[str]:
         """Units on `machine` that conflict with unit `name`, either direction."""
         units = self.snapshot.units
-        return [
-            other
-            for other in self.on[machine]
-            if conflicts(name, req, other, units[other].requirements)
-        ]
+        return [other for other in self.on[machine] if conflicts(name, req, other, units[other].requirements)]
 
 
 def schedule(snapshot: Snapshot) -> Plan:
@@ -170,9 +166,7 @@ def _invalid_reason(snapshot: Snapshot, name: str) -> str | None:
     return f"machine {machine.short_id} {refusal}" if refusal else None
 
 
-def _drop_conflicts(
-    snapshot: Snapshot, board: _Board, names: list[str], evictions: list[Evict]
-) -> list[str]:
+def _drop_conflicts(snapshot: Snapshot, board: _Board, names: list[str], evictions: list[Evict]) -> list[str]:
     """Keep assignments in name order; evict one that conflicts with one kept before it."""
     kept = []
     for name in names:
@@ -187,9 +181,7 @@ def _drop_conflicts(
     return kept
 
 
-def _drop_orphans(
-    snapshot: Snapshot, board: _Board, names: list[str], evictions: list[Evict]
-) -> list[str]:
+def _drop_orphans(snapshot: Snapshot, board: _Board, names: list[str], evictions: list[Evict]) -> list[str]:
     """Evict followers whose MachineOf peer is not on their machine, until none is left."""
     kept = list(names)
     changed = True
@@ -348,9 +340,7 @@ def _decide_follower(snapshot: Snapshot, board: _Board, spec: UnitSpec) -> tuple
     return _follow(snapshot, board, spec, machines[0])
 
 
-def _follow(
-    snapshot: Snapshot, board: _Board, spec: UnitSpec, machine_id: str
-) -> tuple[str | None, str]:
+def _follow(snapshot: Snapshot, board: _Board, spec: UnitSpec, machine_id: str) -> tuple[str | None, str]:
     peers = ", ".join(spec.requirements.machine_of)
     refusal = _machine_refusal(spec.requirements, snapshot.machines[machine_id])
     rivals = board.conflicting(spec.unit.name, spec.requirements, machine_id)

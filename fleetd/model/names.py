@@ -26,10 +26,21 @@ SUFFIXES: tuple[str, ...] = (
 
 #: Every unit type the API accepts (systemd's list as of fleet v1.0).
 VALID_SUFFIXES: frozenset[str] = frozenset(
-    "." + t
-    for t in (
-        "automount busname device mount path scope service slice snapshot socket swap target timer"
-    ).split()
+    (
+        ".automount",
+        ".busname",
+        ".device",
+        ".mount",
+        ".path",
+        ".scope",
+        ".service",
+        ".slice",
+        ".snapshot",
+        ".socket",
+        ".swap",
+        ".target",
+        ".timer",
+    )
 )
 
 #: Unit types that may be templates or template instances (names containing "@").

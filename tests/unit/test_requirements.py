@@ -23,9 +23,7 @@ def req_of(xfleet: str, name: str = "web@1.service") -> Requirements:
 
 
 def test_no_xfleet_section_means_no_requirements() -> None:
-    assert parse_requirements("a.service", UnitFile.parse("[Unit]\nDescription=x\n")) == (
-        Requirements()
-    )
+    assert parse_requirements("a.service", UnitFile.parse("[Unit]\nDescription=x\n")) == (Requirements())
 
 
 @pytest.mark.parametrize(

@@ -164,7 +164,10 @@ def test_machine_of_cycle_stays_pending() -> None:
 
 
 def test_machine_of_peer_machine_refuses_follower() -> None:
-    units = [spec("main.service"), spec("side.service", machine_of=("main.service",), metadata={"disk": ("ssd",)})]
+    units = [
+        spec("main.service"),
+        spec("side.service", machine_of=("main.service",), metadata={"disk": ("ssd",)}),
+    ]
     plan = schedule(snap(units, [machine(M1, disk="hdd")], {"main.service": M1}))
     assert "does not match metadata disk=ssd" in pending(plan)["side.service"]
 
@@ -218,7 +221,9 @@ def test_follower_is_evicted_when_peer_moves() -> None:
 def test_update_when_hash_or_desired_state_changes() -> None:
     units = [spec("a.service", hash="new"), spec("b.service", LOADED)]
     s = snap(units, [machine(M1)], {"b.service": M1})
-    s = Snapshot(s.units, s.machines, {**s.assignments, "a.service": Assignment("a.service", M1, "old", LAUNCHED)})
+    s = Snapshot(
+        s.units, s.machines, {**s.assignments, "a.service": Assignment("a.service", M1, "old", LAUNCHED)}
+    )
     plan = schedule(s)
     assert {u.assignment for u in plan.updates} == {
         Assignment("a.service", M1, "new", LAUNCHED),
@@ -242,7 +247,9 @@ NAMES = ["a.service", "b.service", "web@1.service", "web@2.service", "web@3.serv
 @st.composite
 def snapshots(draw: st.DrawFn) -> Snapshot:
     machines = {
-        mid: Machine(id=mid, metadata=draw(st.dictionaries(st.just("region"), st.sampled_from(["east", "west"]))))
+        mid: Machine(
+            id=mid, metadata=draw(st.dictionaries(st.just("region"), st.sampled_from(["east", "west"])))
+        )
         for mid in draw(st.lists(st.sampled_from(MACHINE_IDS), unique=True, max_size=4))
     }
     units = {n: draw(unit_specs(n)) for n in draw(st.lists(st.sampled_from(NAMES), unique=True))}
@@ -257,10 +264,14 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
 @st.composite
 def unit_specs(draw: st.DrawFn, name: str) -> UnitSpec:
     req = Requirements(
-        machine_id=draw(st.none() | st.sampled_from(MACHINE_IDS) | st.sampled_from([m[:8] for m in MACHINE_IDS])),
+        machine_id=draw(
+            st.none() | st.sampled_from(MACHINE_IDS) | st.sampled_from([m[:8] for m in MACHINE_IDS])
+        ),
         machine_of=tuple(draw(st.lists(st.sampled_from(NAMES), max_size=1))),
         metadata=draw(st.dictionaries(st.just("region"), st.tuples(st.sampled_from(["east", "west"])))),
-        conflicts=tuple(draw(st.lists(st.sampled_from(["web@*.service", "a.service", "*", "db.*"]), max_size=2))),
+        conflicts=tuple(
+            draw(st.lists(st.sampled_from(["web@*.service", "a.service", "*", "db.*"]), max_size=2))
+        ),
         is_global=draw(st.booleans()),
     )
     unit = Unit(name, draw(st.sampled_from(["h1", "h2"])), draw(st.sampled_from(list(TargetState))))
@@ -323,6 +334,8 @@ def test_deterministic_regardless_of_mapping_order(snapshot: Snapshot, rnd: rand
         return dict(items)
 
     reordered = Snapshot(
-        shuffled(snapshot.units), shuffled(snapshot.machines), shuffled(snapshot.assignments)  # type: ignore[arg-type]
+        shuffled(snapshot.units),
+        shuffled(snapshot.machines),
+        shuffled(snapshot.assignments),  # type: ignore[arg-type]
     )
     assert schedule(reordered) == schedule(snapshot)

@@ -36,9 +36,7 @@ def test_parse_keeps_options_in_order_with_repeats() -> None:
     )
     assert unit.values("Service", "Environment") == ("A=1", "B=2")
     assert unit.value("Service", "Environment") == "B=2"
-    assert unit.value("Service", "ExecStart") == (
-        '/bin/bash -c "while true; do echo hi; sleep 1; done"'
-    )
+    assert unit.value("Service", "ExecStart") == ('/bin/bash -c "while true; do echo hi; sleep 1; done"')
     assert unit.value("X-Fleet", "Conflicts") == "hello@*.service"
     assert unit.value("Service", "Missing") is None
     assert unit.description == "Hello World"
@@ -124,7 +122,9 @@ def test_content_changes_change_the_hash(other: str) -> None:
 
 
 def test_from_options_round_trips_and_trims() -> None:
-    unit = UnitFile.from_options([UnitOption(" Unit ", " Description ", " Hi "), UnitOption("X-Fleet", "Global", "true")])
+    unit = UnitFile.from_options(
+        [UnitOption(" Unit ", " Description ", " Hi "), UnitOption("X-Fleet", "Global", "true")]
+    )
     assert unit.options[0] == UnitOption("Unit", "Description", "Hi")
     assert UnitFile.parse(unit.serialize()) == unit
 
@@ -146,9 +146,7 @@ def test_from_options_refuses_unwritable_options(option: UnitOption) -> None:
         UnitFile.from_options([option])
 
 
-_word = st.text(
-    st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=12
-)
+_word = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=12)
 _options = st.lists(
     st.builds(
         UnitOption,
