@@ -1,15 +1,23 @@
-"""Shared fixtures: real etcd servers for the integration tests.
+"""Shared fixtures for the real tiers: etcd servers, and the local cluster of systemd hosts.
 
-When etcd is not installed the tests that need it are skipped, except under CI
-(`CI=true`), where they fail: CI must never silently skip the real-etcd tier.
+`etcd` / `etcd_cluster`: real etcd members on free loopback ports.
+`cluster_hosts`: the local cluster's hosts (h1..h3, each a real systemd) and its etcd are up;
+fleetd is started but not waited for. `cluster`: the same cluster once fleetd answers on every
+host's API socket. It is brought up once per session by `vagrant/local-cluster up 3` and torn
+down with `down` at the end. After each test that used it, hosts the test powered off are
+started again, hosts it cut are healed and (for `cluster` tests) every unit is destroyed.
+
+Anything that cannot start is skipped with the reason, except under CI (`CI=true`), where the
+test fails: CI must never silently skip a real tier.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from cluster import ClusterError, LocalCluster
 from etcd_server import ETCD, EtcdCluster
 
 
@@ -40,3 +48,82 @@ def etcd_cluster() -> Iterator[EtcdCluster]:
     require_etcd()
     with EtcdCluster(3) as cluster:
         yield cluster
+
+
+HOSTS = 3
+
+
+def _attempt(step: Callable[[], None]) -> str | None:
+    """Run a cluster step; return the tool's failure output instead of raising it."""
+    try:
+        step()
+    except ClusterError as e:
+        return str(e)
+    return None
+
+
+def _cannot_start(message: str) -> None:
+    if _in_ci():
+        pytest.fail(f"CI=true: the local cluster cannot start:\n{message}", pytrace=False)
+    errors = [ln for ln in message.splitlines() if "error:" in ln]
+    pytest.skip(f"the local cluster cannot start: {(errors or message.splitlines() or [''])[-1]}")
+
+
+@pytest.fixture(scope="session")
+def cluster_hosts() -> Iterator[LocalCluster]:
+    """Hosts h1..h3 running (real systemd each) and etcd up; fleetd may not be ready."""
+    if os.geteuid() != 0:
+        _cannot_start("needs root (network namespaces, cgroups, systemd-nspawn)")
+    lc = LocalCluster()
+    error = _attempt(lambda: lc.up(HOSTS, wait_fleet=False))
+    if error:
+        lc.down(check=False)
+        _cannot_start(error)
+    yield lc
+    lc.down()
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_hosts: LocalCluster) -> LocalCluster:
+    """The same cluster, once fleetd answers on every host."""
+    error = _attempt(lambda: cluster_hosts.up(HOSTS, wait_fleet=True))
+    if error:
+        _cannot_start(error)
+    return cluster_hosts
+
+
+def destroy_all_units(lc: LocalCluster) -> None:
+    out = lc.fleetctl("list-unit-files", "--no-legend", "--fields=unit").stdout
+    units = out.split()
+    if units:
+        lc.fleetctl("destroy", *units)
+
+
+@pytest.fixture(autouse=True)
+def _restore_cluster(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test: start hosts it powered off, heal hosts it cut, destroy units it made."""
+    lc, with_fleet = _local_cluster_of(request)
+    yield
+    if lc is None:
+        return
+    for name in lc.hosts():
+        if lc.is_cut(name):
+            lc.heal(name)
+        if not lc.is_running(name):
+            lc.start_host(name, wait_fleet=with_fleet)
+    if with_fleet:
+        destroy_all_units(lc)
+
+
+def _local_cluster_of(request: pytest.FixtureRequest) -> tuple[LocalCluster | None, bool]:
+    """The real local cluster this test uses, if any (tests may have their own `cluster`)."""
+    for name in ("cluster", "cluster_hosts"):
+        if name not in request.fixturenames:
+            continue
+        try:
+            value = request.getfixturevalue(name)
+        except (pytest.skip.Exception, pytest.fail.Exception, ClusterError):
+            return None, False  # it never came up: nothing to restore (the test says why)
+        if isinstance(value, LocalCluster):
+            return value, name == "cluster"
+    return None, False

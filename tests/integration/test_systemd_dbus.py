@@ -1,32 +1,30 @@
-"""DbusUnitManager against a real systemd: PID 1 of one systemd-nspawn test host ("dbus1").
+"""DbusUnitManager against a real systemd: PID 1 of a local-cluster host (h3).
 
-The manager runs outside the host, as the testhosts recipe describes: bus address
-unix:path=<state>/dbus1/bus and file root /proc/<leader>/root. What a user would check is
-checked with the host's own `systemctl` (via nsenter) next to what the manager reports.
-With CI=true a host that cannot start fails the tests; elsewhere they are skipped.
+The manager runs outside the host: bus address /proc/<leader>/root/run/dbus/system_bus_socket,
+file root /proc/<leader>/root, and a units directory of its own so that the fleetd running in
+the host leaves these test units alone. What a user would check is checked with the host's own
+`systemctl` (via nsenter) next to what the manager reports. With CI=true a host that cannot
+start fails the tests; elsewhere they are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cluster import LocalCluster
 
 from fleetd.errors import UnitManagerError
 from fleetd.model.states import SystemdState
 from fleetd.systemd.dbus import DbusUnitManager
 
-HOST = "dbus1"
-STATE = Path(os.environ.get("TESTHOSTS_STATE", "/run/fleet-testhosts"))
-BASE = Path(os.environ.get("TESTHOSTS_BASE", "/var/lib/machines/fleet-base"))
-REPO = Path(__file__).resolve().parents[2]
+HOST = "h3"
+UNITS_DIRECTORY = "/run/fleet-dbus-test/units"  # not fleetd's own, so the host's fleetd ignores it
 SLEEPER = "[Service]\nType=exec\nExecStart=/bin/sleep infinity\n"
 
 
@@ -42,60 +40,20 @@ class Host:
         return out.stdout.strip()
 
 
-def _script() -> Path | None:
-    candidates = [
-        os.environ.get("FLEET_TESTHOSTS_SCRIPT", ""),
-        str(REPO / "tests" / "testhosts.sh"),
-        "/tmp/testhosts.sh",
-    ]
-    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
-
-
-def _cannot_start(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"test host cannot start: {reason}")
-    pytest.skip(f"test host cannot start: {reason}")
-
-
-def _missing_prerequisite() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if shutil.which("systemd-nspawn") is None or shutil.which("nsenter") is None:
-        return "systemd-nspawn/nsenter missing (run testhosts.sh deps)"
-    if not (BASE / "lib/systemd/systemd").exists():
-        return f"no base image at {BASE} (run testhosts.sh base)"
-    if _script() is None:
-        return "testhosts.sh not found"
-    return None
-
-
-def _testhosts(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(_script()), *args], capture_output=True, text=True, timeout=120
-    )
-
-
 @pytest.fixture(scope="module")
-def host() -> Iterator[Host]:
-    reason = _missing_prerequisite()
-    if reason:
-        _cannot_start(reason)
-    try:
-        up = _testhosts("up", HOST)
-        leader_file = STATE / HOST / "leader"
-        if up.returncode != 0 or not leader_file.exists():
-            _cannot_start(f"`up {HOST}` exited {up.returncode}: {up.stderr[-2000:]}")
-        leader = int(leader_file.read_text())
-        yield Host(
-            leader=leader, bus=f"unix:path={STATE / HOST / 'bus'}", root=f"/proc/{leader}/root"
-        )
-    finally:
-        _testhosts("down", HOST)
+def host(cluster_hosts: LocalCluster) -> Host:
+    """One host of the local cluster, driven from outside through its system bus socket."""
+    if not cluster_hosts.is_running(HOST):
+        cluster_hosts.start_host(HOST, wait_fleet=False)
+    leader = cluster_hosts.leader_pid(HOST)
+    root = f"/proc/{leader}/root"
+    return Host(leader=leader, bus=f"unix:path={root}/run/dbus/system_bus_socket", root=root)
 
 
 @pytest.fixture
 async def manager(host: Host) -> AsyncIterator[DbusUnitManager]:
-    m = DbusUnitManager(bus_address=host.bus, root=host.root, call_timeout=10.0)
+    m = DbusUnitManager(bus_address=host.bus, root=host.root, call_timeout=10.0,
+                         units_directory=UNITS_DIRECTORY)
     await m.connect()
     try:
         yield m
@@ -153,7 +111,7 @@ async def test_unload_removes_file_and_systemd_forgets(
     assert "t-unload.service" in manager.local_units()
     await manager.unload("t-unload.service")
     await manager.reload()
-    assert not Path(host.root, "run/fleet/units/t-unload.service").exists()
+    assert not Path(host.root, UNITS_DIRECTORY.lstrip("/"), "t-unload.service").exists()
     assert not Path(host.root, "run/systemd/system/t-unload.service").exists()
     assert "t-unload.service" not in manager.local_units()
     assert await manager.states(["t-unload.service"]) == {}
@@ -203,7 +161,7 @@ async def test_unit_without_install_section_is_not_enabled(
 async def test_local_units_maps_names_to_sha256(manager: DbusUnitManager, host: Host) -> None:
     await manager.load("t-hash.service", SLEEPER)
     assert manager.local_units()["t-hash.service"] == hashlib.sha256(SLEEPER.encode()).hexdigest()
-    written = Path(host.root, "run/fleet/units/t-hash.service")
+    written = Path(host.root, UNITS_DIRECTORY.lstrip("/"), "t-hash.service")
     assert written.read_text() == SLEEPER
     assert written.stat().st_mode & 0o777 == 0o644
 
@@ -220,7 +178,7 @@ async def test_unsafe_name_is_refused_before_touching_files(
 ) -> None:
     with pytest.raises(UnitManagerError, match="invalid unit name"):
         await manager.load("../escape.service", SLEEPER)
-    assert not Path(host.root, "run/fleet/escape.service").exists()
+    assert not Path(host.root, "run/fleet-dbus-test/escape.service").exists()
 
 
 async def test_unreachable_bus_raises_unit_manager_error(tmp_path: Path) -> None:
