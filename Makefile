@@ -1,0 +1,66 @@
+# fleetd developer entry points. Everything installs what it needs first (`make deps`):
+#   make demo    a 3-host local cluster (real systemd hosts + etcd), hello.service started on it
+#   make test    the whole suite, real-cluster tests included (needs root; CI runs this)
+#   make down    tear the local cluster down
+#   make lint    ruff + import-linter
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+LC := vagrant/local-cluster
+FLEETCTL := $(VENV)/bin/fleetctl
+# issue numbers of the work that will fill these targets in
+BENCH_ISSUE ?= 4
+NEMESIS_ISSUE ?= 5
+
+.PHONY: help deps demo test down lint bench nemesis
+
+help:
+	@sed -n '2,5p' Makefile | sed 's/^# *//'
+
+# apt packages (only the missing ones, one `apt-get update` first), then the dev venv
+# (rebuilt when pyproject.toml changes), then .hostlib: the runtime dependencies for the
+# hosts' python3 (rebuilt when the dependency list in pyproject.toml changes).
+deps: $(VENV)/.installed
+	@$(LC) deps-hostlib
+
+$(VENV)/.installed: pyproject.toml
+	@$(LC) deps-apt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "make: installing fleetd and its dev dependencies into $(VENV)" >&2
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; } >&2
+	@touch $@
+
+demo: deps
+	@$(LC) up 3
+	@eval "$$($(LC) env)"; \
+	  echo "+ fleetctl start units/hello.service"; $(FLEETCTL) start units/hello.service; \
+	  echo "+ fleetctl list-units"; $(FLEETCTL) list-units
+	@echo
+	@echo "The local cluster is up (hosts h1-h3, etcd on 10.213.1.1:12379). To use it:"
+	@echo "  eval \"\$$($(LC) env)\"          # sets FLEETCTL_ENDPOINT"
+	@echo "  $(FLEETCTL) list-machines"
+	@echo "  $(FLEETCTL) list-units"
+	@echo "  $(LC) status | exec h1 CMD | logs h1 | stop-host h2 | cut h3 | ..."
+	@echo "Stop it with: make down"
+
+test: deps
+	$(VENV)/bin/pytest -q tests
+
+down:
+	@$(LC) down
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	@if [ -f .importlinter ] || grep -q '^\[tool.importlinter' pyproject.toml; then \
+	  echo "$(VENV)/bin/lint-imports"; $(VENV)/bin/lint-imports; \
+	else echo "make: no import-linter contracts configured; skipped" >&2; fi
+
+bench:
+	@echo "make bench: not implemented yet (issue $(BENCH_ISSUE))" >&2; exit 2
+
+nemesis:
+	@echo "make nemesis: not implemented yet (issue $(NEMESIS_ISSUE))" >&2; exit 2
