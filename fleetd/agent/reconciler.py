@@ -16,9 +16,8 @@ from fleetd.errors import RegistryUnavailable, UnitManagerError
 from fleetd.logs import get_logger
 from fleetd.loop import Wakeup
 from fleetd.model.states import TargetState
-from fleetd.registry.kv import WatchEvent
 from fleetd.registry.store import Registry
-from fleetd.registry.watch import follow
+from fleetd.registry.watch import wake_on_change
 from fleetd.systemd.base import UnitManager
 
 RUNNING = frozenset({"active", "activating", "reloading"})
@@ -48,25 +47,11 @@ class Agent:
             group.create_task(self._loop(), name="agent-loop")
 
     async def _watch(self) -> None:
-        prefix = self.registry.keys.assigned_to(self.machine_id)
-
-        async def relist() -> int:
-            self.wakeup.poke()
-            return (await self.registry.kv.get_prefix(prefix)).revision
-
         def on_error(exc: Exception) -> None:
             self.log.debug("watch interrupted; resuming", error=str(exc))
 
-        while True:
-            try:
-                start = await relist()
-                break
-            except RegistryUnavailable:
-                await asyncio.sleep(0.5)
-        await follow(self.registry.kv, prefix, start + 1, self._on_event, relist, on_error=on_error)
-
-    def _on_event(self, event: WatchEvent) -> None:
-        self.wakeup.poke()
+        prefix = self.registry.keys.assigned_to(self.machine_id)
+        await wake_on_change(self.registry.kv, prefix, self.wakeup.poke, on_error)
 
     async def _loop(self) -> None:
         while True:

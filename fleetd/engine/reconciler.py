@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from fleetd.engine.scheduler import Plan, Snapshot, UnitSpec, schedule
 from fleetd.errors import Fenced, InvalidInput, RegistryUnavailable
@@ -18,9 +17,9 @@ from fleetd.logs import get_logger
 from fleetd.loop import Wakeup
 from fleetd.model.requirements import Requirements, parse_requirements
 from fleetd.model.unitfile import UnitFile
-from fleetd.registry.kv import Op, WatchEvent
+from fleetd.registry.kv import Op
 from fleetd.registry.store import Registry
-from fleetd.registry.watch import follow
+from fleetd.registry.watch import wake_on_change
 
 
 class LeaseSource(Protocol):
@@ -52,18 +51,10 @@ class Engine:
             group.create_task(self._loop(), name="engine-loop")
 
     async def _watch(self, prefix: str) -> None:
-        async def relist() -> int:
-            self.wakeup.poke()
-            return (await self.registry.kv.get_prefix(prefix)).revision
-
         def on_error(exc: Exception) -> None:
             self.log.debug("watch interrupted; resuming", prefix=prefix, error=str(exc))
 
-        start = await _retry(relist)
-        await follow(self.registry.kv, prefix, start + 1, self._on_event, relist, on_error=on_error)
-
-    def _on_event(self, event: WatchEvent) -> None:
-        self.wakeup.poke()
+        await wake_on_change(self.registry.kv, prefix, self.wakeup.poke, on_error)
 
     async def _loop(self) -> None:
         while True:
@@ -146,14 +137,3 @@ class Engine:
         self._last_pending = pending
         if txns:
             self.log.debug("plan committed", txns=txns, seconds=round(seconds, 4))
-
-
-T = TypeVar("T")
-
-
-async def _retry(fn: Callable[[], Awaitable[T]], delay: float = 0.5) -> T:
-    while True:
-        try:
-            return await fn()
-        except RegistryUnavailable:
-            await asyncio.sleep(delay)

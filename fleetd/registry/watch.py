@@ -115,3 +115,24 @@ async def _close(watch: object) -> None:
 def _report(on_error: OnError | None, exc: Exception) -> None:
     if on_error is not None:
         on_error(exc)
+
+
+async def wake_on_change(kv: KV, prefix: str, wake: Callable[[], None],
+                         on_error: OnError | None = None, retry_delay: float = 0.5) -> NoReturn:
+    """Call `wake()` on every change under `prefix`, and after every relist, forever.
+
+    For level-triggered loops that re-read what they need when woken: the events themselves
+    are not passed on. The first listing is retried until etcd answers.
+    """
+    async def relist() -> int:
+        wake()
+        return (await kv.get_prefix(prefix)).revision
+
+    while True:
+        try:
+            start = await relist()
+            break
+        except RegistryUnavailable as exc:
+            _report(on_error, exc)
+            await asyncio.sleep(retry_delay)
+    await follow(kv, prefix, start + 1, lambda _event: wake(), relist, on_error=on_error)
