@@ -4,7 +4,7 @@
 `cluster_hosts`: the local cluster's hosts (h1..h3, each a real systemd) and its etcd are up;
 fleetd is started but not waited for. `cluster`: the same cluster once fleetd answers on every
 host's API socket. It is brought up once per session by `vagrant/local-cluster up 3` and torn
-down with `down` at the end. After each test that used it, hosts the test powered off are
+down with `down` at the end, unless it was already running when the session began. After each test that used it, hosts the test powered off are
 started again, hosts it cut are healed and (for `cluster` tests) every unit is destroyed.
 
 Anything that cannot start is skipped with the reason, except under CI (`CI=true`), where the
@@ -75,12 +75,15 @@ def cluster_hosts() -> Iterator[LocalCluster]:
     if os.geteuid() != 0:
         _cannot_start("needs root (network namespaces, cgroups, systemd-nspawn)")
     lc = LocalCluster()
+    started_here = not lc.running_hosts()  # a cluster already up (e.g. `make demo`) stays up
     error = _attempt(lambda: lc.up(HOSTS, wait_fleet=False))
     if error:
-        lc.down(check=False)
+        if started_here:
+            lc.down(check=False)
         _cannot_start(error)
     yield lc
-    lc.down()
+    if started_here:
+        lc.down()
 
 
 @pytest.fixture(scope="session")
