@@ -4,8 +4,9 @@
 `cluster_hosts`: the local cluster's hosts (h1..h3, each a real systemd) and its etcd are up;
 fleetd is started but not waited for. `cluster`: the same cluster once fleetd answers on every
 host's API socket. It is brought up once per session by `vagrant/local-cluster up 3` and torn
-down with `down` at the end, unless it was already running when the session began. After each test that used it, hosts the test powered off are
-started again, hosts it cut are healed and (for `cluster` tests) every unit is destroyed.
+down with `down` at the end, unless it was already running when the session began. After each
+test that used it, hosts the test powered off are started again, hosts it cut are healed and
+(for `cluster` tests) every unit is destroyed.
 
 Anything that cannot start is skipped with the reason, except under CI (`CI=true`), where the
 test fails: CI must never silently skip a real tier.
