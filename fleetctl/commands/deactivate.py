@@ -54,17 +54,7 @@ async def run_stop(ctx: Context, args: argparse.Namespace) -> int:
             ctx.warn(f"Unable to stop unit {unit.name} in state inactive")
             return 1
     todo = [u for u in units if is_global(u) or u.current_state != LOADED]
-    names = await _trigger(ctx, todo, LOADED, "stop")
-    if (
-        await waiting.wait_for_states(
-            ctx, names, "stop", LOADED.value, args.block_attempts, args.no_block
-        )
-        is None
-    ):
-        return 1
-    if names:
-        ctx.warn(f"Successfully stopped units {go_list(names)}.")
-    return 0
+    return await _move_and_wait(ctx, args, todo, LOADED, "stop", "stopped")
 
 
 async def run_unload(ctx: Context, args: argparse.Namespace) -> int:
@@ -76,16 +66,19 @@ async def run_unload(ctx: Context, args: argparse.Namespace) -> int:
         for u in units
         if is_global(u) or u.current_state != INACTIVE or u.desired_state != INACTIVE
     ]
-    names = await _trigger(ctx, todo, INACTIVE, "unload")
-    if (
-        await waiting.wait_for_states(
-            ctx, names, "unload", INACTIVE.value, args.block_attempts, args.no_block
-        )
-        is None
-    ):
+    return await _move_and_wait(ctx, args, todo, INACTIVE, "unload", "unloaded")
+
+
+async def _move_and_wait(ctx: Context, args: argparse.Namespace, todo: list[schema.Unit],
+                         state: TargetState, verb: str, done: str) -> int:
+    """Set `state` on `todo`, wait as the block flags say, then report success on stderr."""
+    names = await _trigger(ctx, todo, state, verb)
+    waited = await waiting.wait_for_states(ctx, names, verb, state.value, args.block_attempts,
+                                           args.no_block)
+    if waited is None:
         return 1
     if names:
-        ctx.warn(f"Successfully unloaded units {go_list(names)}.")
+        ctx.warn(f"Successfully {done} units {go_list(names)}.")
     return 0
 
 
