@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fleetd.errors import ConfigError
+from fleetd.errors import ConfigError, InvalidInput
+from fleetd.model.resources import parse_size
 
 DEFAULT_CONFIG_PATH = "/etc/fleet/fleet.conf"
 DEPRECATED_KEYS = frozenset({"verify_units", "authorized_keys_file", "enable_grpc", "disable_watches",
@@ -70,6 +71,9 @@ class FleetConfig(BaseModel):
     systemd_bus: str = "unix:path=/run/dbus/system_bus_socket"
     machine_id_file: str = "/etc/machine-id"
     stop_units_on_shutdown: bool = False
+    scheduler_policy: str = "binpack"
+    capacity_cpu: float = Field(default=0.0, ge=0)
+    capacity_memory: str = ""
 
     _lists = field_validator("etcd_servers", mode="before")(parse_list)
     _meta = field_validator("metadata", mode="before")(parse_metadata)
@@ -88,6 +92,23 @@ class FleetConfig(BaseModel):
         if not servers:
             raise ValueError("at least one etcd server is needed")
         return servers
+
+    @field_validator("scheduler_policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if value.lower() not in ("binpack", "spread"):
+            raise ValueError(f"{value!r} is not a policy: use binpack or spread")
+        return value.lower()
+
+    @field_validator("capacity_memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if value:
+            try:
+                parse_size(value, "capacity_memory")
+            except InvalidInput as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("api_listen")
     @classmethod

@@ -57,15 +57,15 @@ class Node:
 
 
 def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agent_ttl: float,
-             reconcile_interval: float, run_engine: bool) -> Node:
+             reconcile_interval: float, run_engine: bool, policy: str = "binpack") -> Node:
     """Wire heart, agent, publisher and engine for one machine (adapters chosen by the caller)."""
     heart = Heart(registry, machine, agent_ttl)
     publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease)
-    agent = Agent(registry, systemd, machine.id, publisher)
+    agent = Agent(registry, systemd, machine, publisher)
     publisher.fleet_state = agent.fleet_state
     heart.on_new_lease(publisher.republish_all)
     systemd.on_change(publisher.poke)
-    engine = Engine(registry, machine.id, heart, reconcile_interval) if run_engine else None
+    engine = Engine(registry, machine.id, heart, reconcile_interval, policy) if run_engine else None
     return Node(heart=heart, agent=agent, publisher=publisher, engine=engine)
 
 
@@ -82,10 +82,11 @@ async def run(cfg: FleetConfig) -> None:
     await systemd.connect()
     node = assemble(registry, systemd, machine, agent_ttl=cfg.agent_ttl,
                     reconcile_interval=cfg.engine_reconcile_interval,
-                    run_engine=not cfg.disable_engine)
+                    run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy)
     runner = await serve(make_app(registry, __version__), cfg.api_socket,
                          socket_group=cfg.api_socket_group or None, tcp=cfg.api_listen or None)
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,
+             cpu=machine.capacity.cpu, memory=machine.capacity.memory, policy=cfg.scheduler_policy,
              engine=node.engine is not None, api=cfg.api_socket)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

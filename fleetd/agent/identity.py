@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fleetd import __version__
+from fleetd.agent.capacity import machine_capacity
 from fleetd.config import FleetConfig
 from fleetd.errors import ConfigError
 from fleetd.model.machine import Machine
@@ -43,4 +44,5 @@ def local_machine(cfg: FleetConfig) -> Machine:
         metadata=dict(cfg.metadata),
         version=__version__,
         disable_engine=cfg.disable_engine,
+        capacity=machine_capacity(cfg.capacity_cpu, cfg.capacity_memory),
     )

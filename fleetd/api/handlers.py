@@ -24,6 +24,7 @@ from fleetd.model.unitfile import UnitFile, UnitOption
 from fleetd.registry.store import Registry
 
 DEFAULT_PAGE_LIMIT = 100
+_INACTIVE = states.TargetState.INACTIVE
 T = TypeVar("T")
 Result = tuple[int, schema.Wire | None]
 
@@ -80,7 +81,11 @@ async def _options(reg: Registry, unit: Unit) -> list[schema.UnitOption]:
 
 
 async def _to_wire(
-    reg: Registry, unit: Unit, assignment: Assignment | None, reported: dict[str, states.UnitState]
+    reg: Registry,
+    unit: Unit,
+    assignment: Assignment | None,
+    reported: dict[str, states.UnitState],
+    pending: str | None = None,
 ) -> schema.Unit:
     return schema.Unit(
         name=unit.name,
@@ -88,6 +93,7 @@ async def _to_wire(
         desired_state=unit.desired,
         current_state=states.TargetState(current_state(assignment, reported)),
         machine_id=assignment.machine if assignment else None,
+        pending_reason=pending if assignment is None and unit.desired != _INACTIVE else None,
     )
 
 
@@ -111,7 +117,11 @@ async def list_units(
     page, next_token = paginate(units, token, limit)
     placed = _assignments_by_unit(await reg.list_assignments())
     reported = _states_by_unit(await reg.list_states())
-    wire = [await _to_wire(reg, u, placed.get(u.name), reported.get(u.name, {})) for u in page]
+    pending = await reg.list_pending()
+    wire = [
+        await _to_wire(reg, u, placed.get(u.name), reported.get(u.name, {}), pending.get(u.name))
+        for u in page
+    ]
     return 200, schema.UnitPage(units=wire, next_page_token=next_token)
 
 
@@ -121,7 +131,8 @@ async def get_unit(reg: Registry, name: str) -> Result:
         raise NotFound("unit does not exist")
     placed = _assignments_by_unit(await reg.list_assignments())
     reported = {s.machine: s for s in await reg.list_states(name)}
-    return 200, await _to_wire(reg, unit, placed.get(name), reported)
+    pending = await reg.get_pending(name)
+    return 200, await _to_wire(reg, unit, placed.get(name), reported, pending)
 
 
 def _check_body_name(name: str, body: schema.Unit) -> None:
@@ -144,6 +155,11 @@ def build_unit_file(name: str, options: Sequence[schema.UnitOption]) -> UnitFile
     return unitfile
 
 
+def _record(name: str, unitfile: UnitFile, desired: states.TargetState) -> Unit:
+    is_global = parse_requirements(name, unitfile).is_global
+    return Unit(name, unitfile.hash, desired, is_global=is_global)
+
+
 async def put_unit(reg: Registry, name: str, body: schema.Unit) -> Result:
     """Create (201), replace when the content differs (201), or set the desired state (204)."""
     validate_name(name)
@@ -164,7 +180,7 @@ async def _create(reg: Registry, name: str, body: schema.Unit) -> Result:
     unitfile = build_unit_file(name, body.options)
     desired = body.desired_state or states.TargetState.INACTIVE
     _check_desired(name, desired)
-    if not await reg.create_unit(Unit(name, unitfile.hash, desired), unitfile.serialize()):
+    if not await reg.create_unit(_record(name, unitfile, desired), unitfile.serialize()):
         raise Conflict("unit already exists")
     return 201, None
 
@@ -174,7 +190,7 @@ async def _replace(
 ) -> Result:
     desired = desired or states.TargetState.INACTIVE
     _check_desired(name, desired)
-    if not await reg.replace_unit(Unit(name, unitfile.hash, desired), unitfile.serialize()):
+    if not await reg.replace_unit(_record(name, unitfile, desired), unitfile.serialize()):
         raise NotFound("unit does not exist")
     return 201, None
 

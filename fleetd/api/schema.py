@@ -54,6 +54,7 @@ class Unit(Wire):
     desired_state: TargetState | None = _json("desiredState", default=None)
     current_state: TargetState | None = _json("currentState", default=None)
     machine_id: str | None = _json("machineID", default=None)
+    pending_reason: str | None = _json("pendingReason", default=None)
 
 
 class UnitPage(Wire):

@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Protocol
 
-from fleetd.engine.scheduler import Plan, Snapshot, UnitSpec, schedule
+from fleetd.engine.scheduler import BINPACK, Plan, Snapshot, UnitSpec, schedule
 from fleetd.errors import Fenced, InvalidInput, RegistryUnavailable
 from fleetd.logs import get_logger
 from fleetd.loop import Wakeup
@@ -32,11 +32,12 @@ class Engine:
     """Runs on every fleetd without disable_engine; schedules while it holds the leader key."""
 
     def __init__(self, registry: Registry, machine_id: str, lease: LeaseSource,
-                 interval: float) -> None:
+                 interval: float, policy: str = BINPACK) -> None:
         self.registry = registry
         self.machine_id = machine_id
         self.lease = lease
         self.interval = interval
+        self.policy = policy
         self.token: int | None = None
         self.wakeup = Wakeup()
         self._requirements: dict[str, Requirements] = {}
@@ -69,7 +70,7 @@ class Engine:
             return
         started = time.monotonic()
         plan = schedule(await self.snapshot())
-        ops = self._apply_ops(plan)
+        ops = self._apply_ops(plan) + self._pending_ops(plan, await self.registry.list_pending())
         try:
             txns = await self.registry.commit(self.token or 0, ops) if ops else 0
         except Fenced:
@@ -98,7 +99,7 @@ class Engine:
             if req is not None:
                 specs[unit.name] = UnitSpec(unit=unit, requirements=req)
         return Snapshot(units=specs, machines={m.id: m for m in machines},
-                        assignments={a.unit: a for a in assignments})
+                        assignments={a.unit: a for a in assignments}, policy=self.policy)
 
     async def _requirements_of(self, name: str, digest: str) -> Requirements | None:
         key = f"{name}\0{digest}"
@@ -119,6 +120,12 @@ class Engine:
         ops += [self.registry.place_op(u.assignment) for u in plan.updates]
         ops += [self.registry.place_op(p.assignment) for p in plan.placements]
         return ops
+
+    def _pending_ops(self, plan: Plan, stored: dict[str, str]) -> list[Op]:
+        """Write reasons that are new or changed; clear those of units no longer pending."""
+        reasons = {p.unit: p.reason for p in plan.pending}
+        ops = [self.registry.pending_op(u, r) for u, r in sorted(reasons.items()) if stored.get(u) != r]
+        return ops + [self.registry.pending_op(u, None) for u in sorted(stored) if u not in reasons]
 
     def _report(self, plan: Plan, txns: int, seconds: float) -> None:
         for e in plan.evictions:

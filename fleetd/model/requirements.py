@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from types import MappingProxyType
 
 from fleetd.errors import InvalidRequirements
+from fleetd.model import metadata as meta
+from fleetd.model.metadata import MetadataRequirement
 from fleetd.model.names import parse_name
+from fleetd.model.resources import Resources, unit_demand
 from fleetd.model.unitfile import UnitFile
 
 SECTION = "X-Fleet"
@@ -22,26 +24,30 @@ MACHINE_ID_KEYS = ("MachineID", "X-ConditionMachineID", "X-ConditionMachineBootI
 MACHINE_OF_KEYS = ("MachineOf", "X-ConditionMachineOf")
 METADATA_KEYS = ("MachineMetadata", "X-ConditionMachineMetadata")
 CONFLICTS_KEYS = ("Conflicts", "X-Conflicts")
+EXTENSION_KEYS = ("Instances", "Policy", "SpreadBy", "CPU", "Memory")
 KNOWN_KEYS = frozenset(
-    (*MACHINE_ID_KEYS, *MACHINE_OF_KEYS, *METADATA_KEYS, *CONFLICTS_KEYS, "Global", "Replaces")
+    (*MACHINE_ID_KEYS, *MACHINE_OF_KEYS, *METADATA_KEYS, *CONFLICTS_KEYS, "Global", "Replaces",
+     *EXTENSION_KEYS)
 )
+POLICIES = ("binpack", "spread")
+MAX_INSTANCES = 1000
 TRUTHY = frozenset(("true", "yes", "1", "on", "t"))
-
-
-def _empty_metadata() -> Mapping[str, tuple[str, ...]]:
-    return MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
 class Requirements:
-    """Where a unit may run. metadata: key -> accepted values (OR within, AND across keys)."""
+    """Where a unit may run, what it needs there, and how to choose among the machines left."""
 
     machine_id: str | None = None
     machine_of: tuple[str, ...] = ()
-    metadata: Mapping[str, tuple[str, ...]] = field(default_factory=_empty_metadata)
+    metadata: MetadataRequirement = MetadataRequirement()
     conflicts: tuple[str, ...] = ()
     is_global: bool = False
     replaces: tuple[str, ...] = ()
+    instances: int | None = None
+    policy: str | None = None
+    spread_by: str | None = None
+    resources: Resources = Resources()
 
 
 def parse_requirements(name: str, unit: UnitFile) -> Requirements:
@@ -52,11 +58,40 @@ def parse_requirements(name: str, unit: UnitFile) -> Requirements:
     return Requirements(
         machine_id=machine_ids[0] if machine_ids else None,
         machine_of=_unique(_collect(values, MACHINE_OF_KEYS)),
-        metadata=_metadata(_collect(values, METADATA_KEYS)),
+        metadata=meta.parse_metadata(_collect(values, METADATA_KEYS)),
         conflicts=_unique(w for v in _collect(values, CONFLICTS_KEYS) for w in v.split()),
         is_global=bool(global_values) and global_values[-1].strip().lower() in TRUTHY,
         replaces=_unique(_collect(values, ("Replaces",))),
+        instances=_instances(name, _last(values, "Instances")),
+        policy=_policy(_last(values, "Policy")),
+        spread_by=_last(values, "SpreadBy") or None,
+        resources=unit_demand(unit, _last(values, "CPU"), _last(values, "Memory")),
     )
+
+
+def _last(values: Iterable[tuple[str, str]], key: str) -> str | None:
+    found = _collect(values, (key,))
+    return found[-1].strip() if found else None
+
+
+def _instances(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= MAX_INSTANCES:
+        raise InvalidRequirements(
+            f'Instances must be a whole number from 1 to {MAX_INSTANCES}, not "{value}"'
+        )
+    if "@" not in name:
+        raise InvalidRequirements("Instances can only be used in a template unit (name@.service)")
+    return int(value)
+
+
+def _policy(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.lower() not in POLICIES:
+        raise InvalidRequirements(f'Policy must be one of {", ".join(POLICIES)}, not "{value}"')
+    return value.lower()
 
 
 def unknown_options(unit: UnitFile) -> tuple[str, ...]:
@@ -78,6 +113,7 @@ def _combination_error(req: Requirements) -> str | None:
         "Conflicts": bool(req.conflicts),
         "Global": req.is_global,
         "Replaces": bool(req.replaces),
+        "Instances": req.instances is not None,
     }
     forbidden = (
         ("MachineID", "Peers"),
@@ -87,6 +123,7 @@ def _combination_error(req: Requirements) -> str | None:
         ("Global", "Peers"),
         ("Global", "Replaces"),
         ("Conflicts", "Replaces"),
+        ("Global", "Instances"),
     )
     for first, second in forbidden:
         if has[first] and has[second]:
@@ -104,8 +141,8 @@ def _peer_error(req: Requirements) -> str | None:
 
 
 def metadata_matches(req: Requirements, metadata: Mapping[str, str]) -> bool:
-    """True if, for every required key, the machine's value is one of the accepted values."""
-    return all(metadata.get(key) in accepted for key, accepted in req.metadata.items())
+    """True if the machine's metadata satisfies every MachineMetadata rule of the unit."""
+    return meta.metadata_matches(req.metadata, metadata)
 
 
 def machine_id_matches(req: Requirements, machine_id: str) -> bool:
@@ -123,9 +160,16 @@ def conflicts(name_a: str, req_a: Requirements, name_b: str, req_b: Requirements
     )
 
 
+def replaces(name_a: str, req_a: Requirements, name_b: str, req_b: Requirements) -> bool:
+    """True if unit a's Replaces globs match b and b does not replace a back (circular: ignored)."""
+    if name_a == name_b or not any(glob_match(g, name_b) for g in req_a.replaces):
+        return False
+    return not any(glob_match(g, name_a) for g in req_b.replaces)
+
+
 def describe_metadata(req: Requirements) -> str:
-    """`disk=ssd, region=east|west`: the metadata requirement in words, keys sorted."""
-    return ", ".join(f"{k}={'|'.join(v)}" for k, v in sorted(req.metadata.items()))
+    """`disk=ssd, region=east|west, cores>=4`: the metadata requirement in words."""
+    return meta.describe_metadata(req.metadata)
 
 
 def glob_match(pattern: str, name: str) -> bool:
@@ -203,16 +247,6 @@ def _collect(values: Iterable[tuple[str, str]], keys: tuple[str, ...]) -> list[s
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
-
-
-def _metadata(values: Iterable[str]) -> Mapping[str, tuple[str, ...]]:
-    grouped: dict[str, tuple[str, ...]] = {}
-    for value in values:
-        parts = [p.strip() for p in value.split("=")]
-        if len(parts) == 2 and all(parts):
-            key, accepted = parts
-            grouped[key] = _unique((*grouped.get(key, ()), accepted))
-    return MappingProxyType(grouped)
 
 
 def _split_quoted(value: str) -> list[str]:

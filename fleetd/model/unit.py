@@ -9,11 +9,16 @@ from fleetd.model.states import TargetState
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """A unit in the registry: its name, the hash of its file, and its desired state."""
+    """A unit in the registry: its name, the hash of its file, and its desired state.
+
+    `is_global` mirrors the file's `[X-Fleet] Global=`, so the registry can keep the small
+    global/ prefix that every agent watches in step with the unit record.
+    """
 
     name: str
     hash: str
     desired: TargetState
+    is_global: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import json
 
 from fleetd.errors import InvalidInput
 from fleetd.model.machine import Machine
+from fleetd.model.resources import Resources
 from fleetd.model.states import SystemdState, TargetState, UnitState
 from fleetd.model.unit import Assignment, Unit
 
@@ -25,12 +26,16 @@ def _dump(data: dict) -> str:
 
 
 def encode_unit(unit: Unit) -> str:
-    return _dump({"name": unit.name, "hash": unit.hash, "desiredState": unit.desired.value})
+    record: dict[str, object] = {"name": unit.name, "hash": unit.hash, "desiredState": unit.desired.value}
+    if unit.is_global:
+        record["global"] = True
+    return _dump(record)
 
 
 def decode_unit(text: str) -> Unit:
     d = _load(text)
-    return Unit(name=d["name"], hash=d["hash"], desired=TargetState(d["desiredState"]))
+    return Unit(name=d["name"], hash=d["hash"], desired=TargetState(d["desiredState"]),
+                is_global=bool(d.get("global", False)))
 
 
 def encode_assignment(a: Assignment) -> str:
@@ -45,13 +50,16 @@ def decode_assignment(machine: str, unit: str, text: str) -> Assignment:
 
 def encode_machine(m: Machine) -> str:
     return _dump({"id": m.id, "primaryIP": m.ip, "metadata": dict(m.metadata),
-                  "version": m.version, "disableEngine": m.disable_engine})
+                  "version": m.version, "disableEngine": m.disable_engine,
+                  "capacity": {"cpu": m.capacity.cpu, "memory": m.capacity.memory}})
 
 
 def decode_machine(text: str) -> Machine:
     d = _load(text)
+    cap = d.get("capacity") or {}
     return Machine(id=d["id"], ip=d.get("primaryIP", ""), metadata=dict(d.get("metadata", {})),
-                   version=d.get("version", ""), disable_engine=bool(d.get("disableEngine")))
+                   version=d.get("version", ""), disable_engine=bool(d.get("disableEngine")),
+                   capacity=Resources(cpu=int(cap.get("cpu", 0)), memory=int(cap.get("memory", 0))))
 
 
 def encode_state(s: UnitState) -> str:

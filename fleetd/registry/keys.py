@@ -4,6 +4,8 @@
     <prefix>files/<sha256>            unit file text, content-addressed, create-only
     <prefix>machines/<id>             presence: address, metadata; on the machine's lease
     <prefix>assign/<machine>/<unit>   placement by the leader: hash + desired state
+    <prefix>global/<unit>             copy of a global unit's record (every agent watches this)
+    <prefix>pending/<unit>            why the leader cannot place the unit now (text)
     <prefix>states/<unit>/<machine>   systemd state reported by that machine; on its lease
     <prefix>leader                    engine leader's machine id, on the leader's lease
 """
@@ -41,6 +43,14 @@ class Keys:
         return f"{self.prefix}assign/"
 
     @property
+    def globals(self) -> str:
+        return f"{self.prefix}global/"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}pending/"
+
+    @property
     def states(self) -> str:
         return f"{self.prefix}states/"
 
@@ -62,6 +72,12 @@ class Keys:
 
     def assignment(self, machine_id: str, unit: str) -> str:
         return f"{self.assign}{machine_id}/{unit}"
+
+    def global_unit(self, name: str) -> str:
+        return f"{self.globals}{name}"
+
+    def pending_reason(self, name: str) -> str:
+        return f"{self.pending}{name}"
 
     def unit_states(self, unit: str) -> str:
         return f"{self.states}{unit}/"

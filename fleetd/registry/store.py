@@ -28,19 +28,26 @@ class Registry:
 
     # units and files (API side) ---------------------------------------------------------
 
+    def _unit_ops(self, unit: Unit, text: str | None = None) -> list[Op]:
+        """Write the unit record (and file), keeping its global/ copy in step."""
+        ops: list[Op] = [Put(self.keys.file(unit.hash), text)] if text is not None else []
+        record = codec.encode_unit(unit)
+        ops.append(Put(self.keys.unit(unit.name), record))
+        ops.append(Put(self.keys.global_unit(unit.name), record) if unit.is_global
+                   else Delete(self.keys.global_unit(unit.name)))
+        return ops
+
     async def create_unit(self, unit: Unit, text: str) -> bool:
         """Store the file and the unit record at once; False if the unit already exists."""
         result = await self.kv.txn(
-            [Compare(self.keys.unit(unit.name), "version", "==", 0)],
-            [Put(self.keys.file(unit.hash), text), Put(self.keys.unit(unit.name), codec.encode_unit(unit))],
+            [Compare(self.keys.unit(unit.name), "version", "==", 0)], self._unit_ops(unit, text)
         )
         return result.succeeded
 
     async def replace_unit(self, unit: Unit, text: str) -> bool:
         """Point an existing unit at new content and desired state; False if it vanished."""
         result = await self.kv.txn(
-            [Compare(self.keys.unit(unit.name), "version", ">", 0)],
-            [Put(self.keys.file(unit.hash), text), Put(self.keys.unit(unit.name), codec.encode_unit(unit))],
+            [Compare(self.keys.unit(unit.name), "version", ">", 0)], self._unit_ops(unit, text)
         )
         return result.succeeded
 
@@ -51,15 +58,21 @@ class Registry:
             if kv is None:
                 return None
             unit = codec.decode_unit(kv.value)
-            new = Unit(name=unit.name, hash=unit.hash, desired=desired)
+            new = Unit(name=unit.name, hash=unit.hash, desired=desired, is_global=unit.is_global)
             result = await self.kv.txn(
-                [Compare(kv.key, "mod", "==", kv.mod_revision)], [Put(kv.key, codec.encode_unit(new))]
+                [Compare(kv.key, "mod", "==", kv.mod_revision)], self._unit_ops(new)
             )
             if result.succeeded:
                 return new
 
     async def delete_unit(self, name: str) -> bool:
-        return await self.kv.delete(self.keys.unit(name))
+        """Remove the unit record with its global/ copy and pending reason; False if absent."""
+        result = await self.kv.txn(
+            [Compare(self.keys.unit(name), "version", ">", 0)],
+            [Delete(self.keys.unit(name)), Delete(self.keys.global_unit(name)),
+             Delete(self.keys.pending_reason(name))],
+        )
+        return result.succeeded
 
     async def get_unit(self, name: str) -> Unit | None:
         kv = await self.kv.get(self.keys.unit(name))
@@ -68,6 +81,19 @@ class Registry:
     async def list_units(self) -> list[Unit]:
         listing = await self.kv.get_prefix(self.keys.units)
         return [codec.decode_unit(kv.value) for kv in listing.items]
+
+    async def list_globals(self) -> list[Unit]:
+        listing = await self.kv.get_prefix(self.keys.globals)
+        return [codec.decode_unit(kv.value) for kv in listing.items]
+
+    async def list_pending(self) -> dict[str, str]:
+        """Unit name -> why the leader could not place it (as of its last pass)."""
+        listing = await self.kv.get_prefix(self.keys.pending)
+        return {self.keys.last_segment(kv.key): kv.value for kv in listing.items}
+
+    async def get_pending(self, name: str) -> str | None:
+        kv = await self.kv.get(self.keys.pending_reason(name))
+        return kv.value if kv else None
 
     async def get_file(self, digest: str) -> str | None:
         kv = await self.kv.get(self.keys.file(digest))
@@ -132,6 +158,11 @@ class Registry:
 
     def evict_op(self, unit: str, machine: str) -> Op:
         return Delete(self.keys.assignment(machine, unit))
+
+    def pending_op(self, unit: str, reason: str | None) -> Op:
+        """Record why `unit` waits, or (reason None) clear it."""
+        key = self.keys.pending_reason(unit)
+        return Put(key, reason) if reason is not None else Delete(key)
 
     async def commit(self, token: int, ops: Sequence[Op]) -> int:
         """Apply leader writes in fenced batches; return how many txns it took.

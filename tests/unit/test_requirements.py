@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleetd.errors import InvalidRequirements
+from fleetd.model.metadata import parse_metadata
 from fleetd.model.requirements import (
     Requirements,
     conflicts,
@@ -72,7 +73,8 @@ def test_machine_of(xfleet: str, peers: tuple[str, ...]) -> None:
     ],
 )
 def test_machine_metadata(xfleet: str, metadata: dict[str, tuple[str, ...]]) -> None:
-    assert dict(req_of(xfleet).metadata) == metadata
+    rules = req_of(xfleet).metadata.rules
+    assert {r.key: r.values for r in rules} == metadata and all(r.op == "=" for r in rules)
 
 
 @pytest.mark.parametrize(
@@ -182,7 +184,8 @@ def test_valid_combinations_pass(xfleet: str) -> None:
 def test_metadata_matches_or_within_and_across(
     metadata: dict[str, tuple[str, ...]], machine: dict[str, str], ok: bool
 ) -> None:
-    assert metadata_matches(Requirements(metadata=metadata), machine) is ok
+    rules = parse_metadata(f"{k}={v}" for k, vs in metadata.items() for v in vs)
+    assert metadata_matches(Requirements(metadata=rules), machine) is ok
 
 
 FULL = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d"

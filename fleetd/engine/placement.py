@@ -1,0 +1,223 @@
+"""Where unassigned units go (pure): candidate checks, the policy's choice, and pending reasons.
+
+Units are placed largest first (dominant share of the biggest machine), then by name, so a batch
+is packed best-fit-decreasing; a MachineOf follower waits until its peers are decided. For each
+machine the checks run in fleet's order (MachineID, metadata, peers, conflicts) and then capacity.
+Among the machines that pass, the choice is: fewest units moved aside (Replaces), then fewest
+instances of the same template on the unit's SpreadBy value, then the policy: binpack (best fit:
+least capacity left over) or spread (fleet's least-loaded by unit count); ties by machine id.
+A unit that needs no resources is placed by spread under either policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetd.engine.board import UNLIMITED, Board
+from fleetd.engine.evictions import machine_refusal
+from fleetd.engine.plan import BINPACK, Evict, Pending, Place, Snapshot, UnitSpec
+from fleetd.engine.reasons import Refusal, known, summarize
+from fleetd.model.names import parse_name
+from fleetd.model.resources import Resources, describe
+from fleetd.model.unit import Assignment
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A machine that can take the unit, with what it would cost."""
+
+    machine: str
+    displaced: tuple[str, ...]
+    score: tuple[float, ...]
+    why: str
+
+
+@dataclass
+class Outcome:
+    """What placing the queue produced."""
+
+    placements: list[Place]
+    evictions: list[Evict]
+    pending: list[Pending]
+
+
+def place_all(snapshot: Snapshot, board: Board) -> Outcome:
+    """Place every unassigned active unit; units moved aside by Replaces are re-placed too."""
+    out = Outcome([], [], [])
+    queue = _to_place(snapshot, board, out.pending)
+    while queue:
+        name = _next_ready(snapshot, queue)
+        if name is None:
+            _pend_cycles(snapshot, queue, out.pending)
+            break
+        queue.remove(name)
+        queue.extend(_place_one(snapshot, board, name, out))
+        queue.sort(key=lambda n: _order(snapshot, n))
+    out.pending.sort(key=lambda p: p.unit)
+    return out
+
+
+def _to_place(snapshot: Snapshot, board: Board, pending: list[Pending]) -> list[str]:
+    """Unassigned, active, non-global units, largest first; templates go straight to pending."""
+    names = []
+    for name, spec in snapshot.units.items():
+        if name in board.where or not spec.active or spec.requirements.is_global:
+            continue
+        if parse_name(name).is_template:
+            pending.append(Pending(name, "a template cannot be scheduled; start its instances"))
+        else:
+            names.append(name)
+    return sorted(names, key=lambda n: _order(snapshot, n))
+
+
+def _order(snapshot: Snapshot, name: str) -> tuple[float, str]:
+    demand = snapshot.units[name].requirements.resources
+    biggest = [max((m.capacity.cpu for m in snapshot.machines.values()), default=0),
+               max((m.capacity.memory for m in snapshot.machines.values()), default=0)]
+    shares = [d / c for d, c in zip((demand.cpu, demand.memory), biggest, strict=True) if c]
+    return (-max(shares, default=0.0), name)
+
+
+def _next_ready(snapshot: Snapshot, queue: list[str]) -> str | None:
+    """The first queued unit none of whose MachineOf peers is still queued."""
+    waiting = set(queue)
+    for name in queue:
+        if not any(p in waiting for p in snapshot.units[name].requirements.machine_of):
+            return name
+    return None
+
+
+def _pend_cycles(snapshot: Snapshot, queue: list[str], pending: list[Pending]) -> None:
+    for name in queue:
+        peer = next(p for p in snapshot.units[name].requirements.machine_of if p in queue)
+        pending.append(Pending(name, f"waiting for peer {peer} (MachineOf cycle)"))
+
+
+def _place_one(snapshot: Snapshot, board: Board, name: str, out: Outcome) -> list[str]:
+    """Decide one unit; return the units it moved aside (to be placed again)."""
+    spec = snapshot.units[name]
+    candidates, refusals = _evaluate(snapshot, board, spec)
+    if not candidates:
+        reason = summarize(spec.requirements, refusals, bool(snapshot.machines))
+        peers = spec.requirements.machine_of
+        if peers and refusals and refusals[0].kind != "peer":
+            reason += f" (machine {board.where[peers[0]][:8]} of peer {', '.join(peers)})"
+        out.pending.append(Pending(name, reason))
+        return []
+    best = min(candidates, key=lambda c: (c.score, c.machine))
+    for loser in best.displaced:
+        placed_now = [p for p in out.placements if p.assignment.unit == loser]
+        if placed_now:
+            out.placements.remove(placed_now[0])
+        else:
+            out.evictions.append(Evict(loser, best.machine, f"replaced by {name} (Replaces)"))
+        board.remove(loser)
+        board.moved.add(loser)
+    board.put(name, best.machine)
+    out.placements.append(Place(_assignment(spec, best.machine), best.why))
+    return list(best.displaced)
+
+
+def _assignment(spec: UnitSpec, machine: str) -> Assignment:
+    unit = spec.unit
+    return Assignment(unit=unit.name, machine=machine, hash=unit.hash, desired=unit.desired)
+
+
+def _evaluate(snapshot: Snapshot, board: Board, spec: UnitSpec) -> tuple[list[Candidate], list[Refusal]]:
+    req = spec.requirements
+    peers = req.machine_of
+    if peers:
+        machines = sorted({board.where.get(p, "") for p in peers})
+        if "" in machines:
+            missing = next(p for p in peers if p not in board.where)
+            return [], [Refusal("peer", f"waiting for peer {missing}")]
+        if len(machines) > 1:
+            return [], [Refusal("peer", f"peers {', '.join(peers)} are on different machines")]
+    else:
+        machines = sorted(snapshot.machines)
+    candidates, refusals = [], []
+    spread = _spread_counts(snapshot, board, spec)
+    for machine in machines:
+        found = _check(snapshot, board, spec, machine, spread)
+        if isinstance(found, Candidate):
+            candidates.append(found)
+        else:
+            refusals.append(found)
+    return candidates, refusals
+
+
+def _check(
+    snapshot: Snapshot, board: Board, spec: UnitSpec, machine: str, spread: dict[str, int] | None
+) -> Candidate | Refusal:
+    name, req = spec.unit.name, spec.requirements
+    refusal = machine_refusal(req, snapshot.machines[machine])
+    if refusal:
+        kind = "machine_id" if "MachineID" in refusal else "metadata"
+        return Refusal(kind, f"machine {machine[:8]} {refusal}")
+    rivals = board.conflicting(name, req, machine)
+    displaced = board.displaced(name, req, machine)
+    rivals += [u for u in displaced if u in board.moved]
+    if rivals:
+        return Refusal("conflicts", ", ".join(sorted(rivals)), machine=machine)
+    free = board.free(machine, ignoring=displaced)
+    if not req.resources.fits(free):
+        return Refusal("resources", "", machine=machine, free=free)
+    return _candidate(snapshot, board, spec, machine, tuple(displaced), free, spread)
+
+
+def _candidate(
+    snapshot: Snapshot,
+    board: Board,
+    spec: UnitSpec,
+    machine: str,
+    displaced: tuple[str, ...],
+    free: Resources,
+    spread: dict[str, int] | None,
+) -> Candidate:
+    req = spec.requirements
+    policy = req.policy or snapshot.policy
+    why = f"follows peer {', '.join(req.machine_of)} (MachineOf)" if req.machine_of else ""
+    zone = _spread_value(snapshot, machine, req.spread_by)
+    spread_score = float(spread.get(zone, 0)) if spread is not None else 0.0
+    if policy == BINPACK and not req.resources.is_zero:
+        left = free - req.resources
+        score = (len(displaced), spread_score, _leftover(board, machine, left), float(board.load(machine)))
+        why = why or f"best fit: leaves {describe(known(left, board.capacity(machine)))} free"
+    else:
+        score = (len(displaced), spread_score, float(board.load(machine)), 0.0)
+        why = why or f"least-loaded eligible machine ({board.load(machine)} units)"
+    if spread is not None:
+        why += f"; {req.spread_by}={zone or '(none)'} has {int(spread_score)} of its instances"
+    if displaced:
+        why += f"; moves {', '.join(displaced)} aside (Replaces)"
+    return Candidate(machine, displaced, score, why)
+
+
+def _leftover(board: Board, machine: str, left: Resources) -> float:
+    """Fraction of the machine left unused after the placement, summed over known dimensions."""
+    cap = board.capacity(machine)
+    return sum(free / total for free, total in ((left.cpu, cap.cpu), (left.memory, cap.memory))
+               if total < UNLIMITED)
+
+
+def _group(name: str) -> str:
+    info = parse_name(name)
+    return info.template if info.is_instance else name
+
+
+def _spread_value(snapshot: Snapshot, machine: str, key: str | None) -> str:
+    return snapshot.machines[machine].metadata.get(key, "") if key else ""
+
+
+def _spread_counts(snapshot: Snapshot, board: Board, spec: UnitSpec) -> dict[str, int] | None:
+    """Instances of the unit's template per value of its SpreadBy key; None without SpreadBy."""
+    key = spec.requirements.spread_by
+    if not key:
+        return None
+    group = _group(spec.unit.name)
+    counts: dict[str, int] = {}
+    for unit, machine in board.where.items():
+        if _group(unit) == group:
+            value = _spread_value(snapshot, machine, key)
+            counts[value] = counts.get(value, 0) + 1
+    return counts

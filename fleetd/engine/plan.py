@@ -1,0 +1,83 @@
+"""The scheduler's input and output records (pure data): the snapshot it reads, the plan it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fleetd.model.machine import Machine
+from fleetd.model.requirements import Requirements
+from fleetd.model.states import TargetState
+from fleetd.model.unit import Assignment, Unit
+
+BINPACK, SPREAD = "binpack", "spread"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitSpec:
+    """A unit with its parsed requirements."""
+
+    unit: Unit
+    requirements: Requirements
+
+    @property
+    def active(self) -> bool:
+        """The unit should be placed somewhere (desired state loaded or launched)."""
+        return self.unit.desired in (TargetState.LOADED, TargetState.LAUNCHED)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the leader knows: units by name, live machines by id, assignments by unit name.
+
+    `policy` is the cluster-wide default (binpack or spread); a unit's `Policy=` overrides it.
+    """
+
+    units: Mapping[str, UnitSpec]
+    machines: Mapping[str, Machine]
+    assignments: Mapping[str, Assignment]
+    policy: str = BINPACK
+
+
+@dataclass(frozen=True, slots=True)
+class Evict:
+    unit: str
+    machine: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    assignment: Assignment
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Same machine, new file hash or desired state."""
+
+    assignment: Assignment
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A unit that should run but cannot be placed now; retried on the next pass."""
+
+    unit: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Evictions first, then updates and placements; pending units are information only."""
+
+    evictions: tuple[Evict, ...] = ()
+    placements: tuple[Place, ...] = ()
+    updates: tuple[Update, ...] = ()
+    pending: tuple[Pending, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there is nothing to write (pending units may remain: nothing to do for them)."""
+        return not (self.evictions or self.placements or self.updates)
