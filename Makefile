@@ -3,6 +3,7 @@
 #   make test    the whole suite, real-cluster tests included (needs root; CI runs this)
 #   make down    tear the local cluster down
 #   make lint    ruff + import-linter
+#   make bench   benchmarks; figures printed and recorded in docs/benchmarks.md
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -18,7 +19,7 @@ NEMESIS_ISSUE ?= 5
 .PHONY: help deps demo test down lint bench nemesis
 
 help:
-	@sed -n '2,5p' Makefile | sed 's/^# *//'
+	@sed -n '2,6p' Makefile | sed 's/^# *//'
 
 # apt packages (only the missing ones, one `apt-get update` first), then the dev venv
 # (rebuilt when pyproject.toml changes), then .hostlib: the runtime dependencies for the
@@ -59,8 +60,10 @@ lint: $(VENV)/.installed
 	  echo "$(VENV)/bin/lint-imports"; $(VENV)/bin/lint-imports; \
 	else echo "make: no import-linter contracts configured; skipped" >&2; fi
 
-bench:
-	@echo "make bench: not implemented yet (issue $(BENCH_ISSUE))" >&2; exit 2
+# Every benchmark prints its figures and records them in docs/benchmarks.md (its own section).
+# Engine and agent throughput benchmarks arrive with issue $(BENCH_ISSUE).
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.placement --record docs/benchmarks.md
 
 nemesis:
 	@echo "make nemesis: not implemented yet (issue $(NEMESIS_ISSUE))" >&2; exit 2

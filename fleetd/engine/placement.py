@@ -1,7 +1,7 @@
 """Where unassigned units go (pure): candidate checks, the policy's choice, and pending reasons.
 
-Units are placed largest first (dominant share of the biggest machine), then by name, so a batch
-is packed best-fit-decreasing; a MachineOf follower waits until its peers are decided. For each
+Units are placed largest first (cpu share plus memory share of the biggest machine), then by
+name, so a batch is packed best-fit-decreasing; a MachineOf follower waits until its peers are decided. For each
 machine the checks run in fleet's order (MachineID, metadata, peers, conflicts) and then capacity.
 Among the machines that pass, the choice is: fewest units moved aside (Replaces), then fewest
 instances of the same template on the unit's SpreadBy value, then the policy: binpack (best fit:
@@ -18,6 +18,7 @@ from fleetd.engine.evictions import machine_refusal
 from fleetd.engine.plan import BINPACK, Evict, Pending, Place, Snapshot, UnitSpec
 from fleetd.engine.reasons import Refusal, known, summarize
 from fleetd.model.names import parse_name
+from fleetd.model.requirements import replaces
 from fleetd.model.resources import Resources, describe
 from fleetd.model.unit import Assignment
 
@@ -75,7 +76,7 @@ def _order(snapshot: Snapshot, name: str) -> tuple[float, str]:
     biggest = [max((m.capacity.cpu for m in snapshot.machines.values()), default=0),
                max((m.capacity.memory for m in snapshot.machines.values()), default=0)]
     shares = [d / c for d, c in zip((demand.cpu, demand.memory), biggest, strict=True) if c]
-    return (-max(shares, default=0.0), name)
+    return (-sum(shares), name)
 
 
 def _next_ready(snapshot: Snapshot, queue: list[str]) -> str | None:
@@ -110,12 +111,19 @@ def _place_one(snapshot: Snapshot, board: Board, name: str, out: Outcome) -> lis
         if placed_now:
             out.placements.remove(placed_now[0])
         else:
-            out.evictions.append(Evict(loser, best.machine, f"replaced by {name} (Replaces)"))
+            out.evictions.append(Evict(loser, best.machine, _moved_reason(snapshot, name, loser)))
         board.remove(loser)
         board.moved.add(loser)
     board.put(name, best.machine)
     out.placements.append(Place(_assignment(spec, best.machine), best.why))
     return list(best.displaced)
+
+
+def _moved_reason(snapshot: Snapshot, name: str, loser: str) -> str:
+    units = snapshot.units
+    if replaces(name, units[name].requirements, loser, units[loser].requirements):
+        return f"replaced by {name} (Replaces)"
+    return f"follows a unit replaced by {name} (MachineOf, Replaces)"
 
 
 def _assignment(spec: UnitSpec, machine: str) -> Assignment:
@@ -155,10 +163,14 @@ def _check(
         kind = "machine_id" if "MachineID" in refusal else "metadata"
         return Refusal(kind, f"machine {machine[:8]} {refusal}")
     rivals = board.conflicting(name, req, machine)
-    displaced = board.displaced(name, req, machine)
+    replaced = board.displaced(name, req, machine)
+    displaced = replaced + board.followers(replaced, machine)
     rivals += [u for u in displaced if u in board.moved]
     if rivals:
         return Refusal("conflicts", ", ".join(sorted(rivals)), machine=machine)
+    peers = [u for u in displaced if u in req.machine_of]
+    if peers:
+        return Refusal("peer", f"would move its peer {', '.join(peers)} aside (Replaces)", machine=machine)
     free = board.free(machine, ignoring=displaced)
     if not req.resources.fits(free):
         return Refusal("resources", "", machine=machine, free=free)
