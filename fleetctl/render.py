@@ -2,7 +2,9 @@
 
 Owns the field lists of list-units / list-unit-files / list-machines, `--fields` validation,
 short/full machine and hash legends, `-` for missing values and the tab-padded layout fleet's
-tabwriter(minwidth 0, tabwidth 8, padding 1, padchar '\t') produces.
+tabwriter(minwidth 0, tabwidth 8, padding 1, padchar '\t') produces. list-unit-files' `reason`
+(why the engine cannot place a unit) is fleetd's own field, added to the default columns only
+when some unit has one.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ MISSING = "-"
 
 UNIT_FIELDS = ("unit", "load", "active", "sub", "machine", "hash")
 UNIT_DEFAULT = "unit,machine,active,sub"
-UNIT_FILE_FIELDS = ("unit", "hash", "dstate", "state", "target", "tmachine", "global", "desc")
+UNIT_FILE_FIELDS = ("unit", "hash", "dstate", "state", "target", "tmachine", "global", "desc", "reason")
 UNIT_FILE_DEFAULT = "unit,hash,dstate,state,target"
 MACHINE_FIELDS = ("machine", "ip", "metadata")
 MACHINE_DEFAULT = "machine,ip,metadata"
@@ -155,7 +157,19 @@ def _unit_file_row(unit: schema.Unit, ip: Mapping[str, str], full: bool) -> Row:
         "tmachine": target,
         "global": "true" if glob else "false",
         "desc": uf.description,
+        "reason": reason_legend(unit.pending_reason),
     }
+
+
+def default_unit_file_fields(units: Iterable[schema.Unit]) -> list[str]:
+    """fleet's five columns, plus REASON when at least one unit has a pending reason."""
+    fields = UNIT_FILE_DEFAULT.split(",")
+    return fields + ["reason"] if any(u.pending_reason for u in units) else fields
+
+
+def reason_legend(reason: str | None) -> str:
+    """The pending reason on one line (a table cell must hold no tab or newline)."""
+    return " ".join((reason or "").split())
 
 
 def _target(unit: schema.Unit, ip: Mapping[str, str], full: bool) -> str:

@@ -1,9 +1,10 @@
 """fleet's "lazy create" (§1.3): make sure every named unit exists in the registry.
 
 Owns where a unit's content comes from (the registry, a local file, a template in the registry,
-a template file next to the argument), `--replace` and its allowed states per command, and
-fleet's messages. Everything is resolved and validated before anything is written, so one bad
-argument leaves the registry untouched.
+a template file next to the argument, or, for the instances `load`/`start` make of a template,
+the template's content), `--replace` and its allowed states per command, and fleet's messages.
+Everything is resolved and validated before anything is written, so one bad argument leaves the
+registry untouched.
 """
 
 from __future__ import annotations
@@ -28,14 +29,23 @@ class ResolveError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What to do for one argument: create or replace with `unitfile`, or keep the registry copy."""
+    """What to do for one unit: create or replace with `unitfile`, or keep the registry copy.
+
+    `stored` is the registry's copy (None when the unit is not in the registry yet).
+    """
 
     name: str
     unitfile: UnitFile | None = None
+    stored: UnitFile | None = None
 
     @property
     def writes(self) -> bool:
         return self.unitfile is not None
+
+    @property
+    def content(self) -> UnitFile | None:
+        """What the registry holds once the plan is written."""
+        return self.unitfile if self.unitfile is not None else self.stored
 
 
 def unit_path(arg: str) -> str:
@@ -79,14 +89,14 @@ async def find_source(ctx: Context, path: str, name: str) -> UnitFile:
     return read_unit_file(on_disk)
 
 
-def check(ctx: Context, name: str, unitfile: UnitFile) -> None:
+def check(ctx: Context, name: str, unitfile: UnitFile, warn: bool = True) -> None:
     """The API's validation, done first so nothing is half-written; unknown keys only warn."""
     try:
         validate_name(name)
         validate_requirements(parse_requirements(name, unitfile))
     except InvalidInput as exc:
         raise ResolveError(f"invalid unit {name}: {exc}") from exc
-    for key in unknown_options(unitfile):
+    for key in unknown_options(unitfile) if warn else ():
         ctx.warn(f'WARNING: unrecognized requirement in [X-Fleet] section: "{key}"')
 
 
@@ -97,45 +107,90 @@ async def plan_one(ctx: Context, arg: str, replace: bool, allowed: Collection[Ta
         unitfile = await find_source(ctx, path, name)
         check(ctx, name, unitfile)
         return Plan(name, unitfile)
+    stored = render.unit_file(existing)
     local = local_unit_file(path)
     if local is None:
-        return Plan(name)
-    if local.hash == render.unit_file(existing).hash:
+        return Plan(name, stored=stored)
+    if local.hash == stored.hash:
         if replace:
             ctx.say(f"Found same Unit({name}) in Registry, nothing to do")
-        return Plan(name)
-    return _replacement(ctx, existing, path, local, replace, allowed)
+        return Plan(name, stored=stored)
+    return _replacement(ctx, existing, f"local unit file {path}", local, replace, allowed)
+
+
+def plan_instance(
+    ctx: Context,
+    name: str,
+    template: Plan,
+    existing: schema.Unit | None,
+    replace: bool,
+    allowed: Collection[TargetState],
+) -> Plan:
+    """An instance of `template`: created with the template's content, as lazy create does for
+    an instance whose template is in the registry; an existing instance that differs from the
+    template follows the `--replace` rules."""
+    content = template.content
+    assert content is not None, "a planned template has content"
+    if existing is None:
+        check(ctx, name, content, warn=False)
+        return Plan(name, content)
+    stored = render.unit_file(existing)
+    if stored.hash == content.hash:
+        return Plan(name, stored=stored)
+    return _replacement(ctx, existing, f"template {template.name}", content, replace, allowed)
 
 
 def _replacement(
     ctx: Context,
     existing: schema.Unit,
-    path: str,
+    source: str,
     local: UnitFile,
     replace: bool,
     allowed: Collection[TargetState],
 ) -> Plan:
-    name = existing.name or ""
+    name, stored = existing.name or "", render.unit_file(existing)
     if not replace:
         ctx.warn(
-            f"WARNING: Unit {name} in registry differs from local unit file {path}. "
-            "Add --replace to override."
+            f"WARNING: Unit {name} in registry differs from {source}. Add --replace to override."
         )
-        return Plan(name)
+        return Plan(name, stored=stored)
     if existing.desired_state not in allowed:
         state = existing.desired_state.value if existing.desired_state else "unknown"
         ctx.warn(
             f"Warning: can not replace Unit({name}) in state '{state}', use the appropriate command"
         )
-        return Plan(name)
+        return Plan(name, stored=stored)
     check(ctx, name, local)
-    return Plan(name, local)
+    return Plan(name, local, stored)
 
 
 def _wire_options(unitfile: UnitFile) -> list[schema.UnitOption]:
     return [
         schema.UnitOption(section=o.section, name=o.name, value=o.value) for o in unitfile.options
     ]
+
+
+async def plan_units(
+    ctx: Context, args: Sequence[str], *, replace: bool, allowed: Collection[TargetState]
+) -> list[Plan]:
+    """One plan per argument, in order; raises ResolveError. Reads only, writes nothing."""
+    return [await plan_one(ctx, arg, replace, allowed) for arg in args]
+
+
+async def write_plans(
+    ctx: Context, plans: Sequence[Plan], *, attempts: int = 0, no_block: bool = False
+) -> None:
+    """Write the plans that write (once per name, in order) and wait until they are stored."""
+    written: dict[str, None] = {}
+    for plan in plans:
+        if plan.unitfile is not None and plan.name not in written:
+            await ctx.client.create_unit(plan.name, _wire_options(plan.unitfile))
+            written[plan.name] = None
+    names = list(written)
+    if names and await waiting.wait_for_states(
+        ctx, names, "submit", "inactive", attempts, no_block
+    ) is None:
+        raise ResolveError("timed out waiting for the new units to be stored")
 
 
 async def lazy_create(
@@ -151,16 +206,6 @@ async def lazy_create(
 
     Raises ResolveError (nothing written) or the client's errors.
     """
-    plans = [await plan_one(ctx, arg, replace, allowed) for arg in args]
-    written = []
-    for plan in plans:
-        if plan.unitfile is not None:
-            await ctx.client.create_unit(plan.name, _wire_options(plan.unitfile))
-            written.append(plan.name)
-    if (
-        written
-        and await waiting.wait_for_states(ctx, written, "submit", "inactive", attempts, no_block)
-        is None
-    ):
-        raise ResolveError("timed out waiting for the new units to be stored")
+    plans = await plan_units(ctx, args, replace=replace, allowed=allowed)
+    await write_plans(ctx, plans, attempts=attempts, no_block=no_block)
     return list(dict.fromkeys(p.name for p in plans))

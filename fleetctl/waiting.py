@@ -3,6 +3,8 @@
 Owns the poll cadence (every 250 ms; one attempt = ~2 s; `--block-attempts` N = N attempts,
 0 = forever), the `Unit X launched on 113f16a7.../10.0.0.1` / `Triggered unit X start` lines, and
 start's extra wait for systemd's ActiveState=active, which honours the same attempt budget.
+While a unit waits, the engine's pending reason (why it cannot be placed) is printed to stderr
+when it first appears and whenever it changes, so a wait that may last forever is not silent.
 """
 
 from __future__ import annotations
@@ -45,16 +47,25 @@ async def wait_for_states(
 
 async def _wait_one(ctx: Context, name: str, state: str, attempts: int) -> schema.Unit | None:
     budget = polls_allowed(attempts)
-    polls = 0
+    polls, reason = 0, None
     while budget is None or polls < budget:
         unit = await ctx.client.get_unit(name)
         if unit is not None and _value(unit.current_state) == state:
             ctx.say(await _reached(ctx, unit, state))
             return unit
+        reason = _report_reason(ctx, name, unit, reason)
         polls += 1
         await asyncio.sleep(POLL_INTERVAL)
     ctx.warn(f"timed out waiting for unit {name} to report state {state}")
     return None
+
+
+def _report_reason(ctx: Context, name: str, unit: schema.Unit | None, last: str | None) -> str | None:
+    """Print the unit's pending reason if it is new; return it as the last one seen."""
+    reason = render.reason_legend(unit.pending_reason if unit is not None else None) or None
+    if reason is not None and reason != last:
+        ctx.warn(f"Unit {name} cannot be placed yet: {reason}")
+    return reason
 
 
 async def _reached(ctx: Context, unit: schema.Unit, state: str) -> str:

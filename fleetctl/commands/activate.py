@@ -1,10 +1,14 @@
-"""submit, load and start: lazy-create the units, then move them towards a desired state."""
+"""submit, load and start: lazy-create the units, then move them towards a desired state.
+
+`load` and `start` of a template act on its instances (see `fleetctl.instances`); `submit` of a
+template only submits it.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from fleetctl import waiting
+from fleetctl import instances, waiting
 from fleetctl.client import ClientError
 from fleetctl.commands.base import (
     SIGN_WARNING,
@@ -14,8 +18,10 @@ from fleetctl.commands.base import (
     add_create_flags,
     add_units_arg,
 )
+from fleetctl.commands.destroy import destroy_units
 from fleetctl.render import is_global
-from fleetctl.resolve import ResolveError, lazy_create
+from fleetctl.resolve import ResolveError, lazy_create, write_plans
+from fleetctl.templates import TemplateError
 from fleetd.api import schema
 from fleetd.model.states import TargetState
 
@@ -26,30 +32,51 @@ ALLOWED_REPLACE = {
 }
 
 
+async def _submit(ctx: Context, args: argparse.Namespace) -> bool:
+    """submit: lazy-create as they are (a template stays a template); False after printing why."""
+    if not args.units:
+        ctx.warn("No units given")
+        return False
+    try:
+        await lazy_create(ctx, args.units, replace=args.replace, allowed=ALLOWED_REPLACE["submit"])
+    except (ResolveError, ClientError) as exc:
+        ctx.warn(f"Error creating units: {exc}")
+        return False
+    return True
+
+
 async def _create(ctx: Context, args: argparse.Namespace, verb: str) -> list[str] | None:
-    """Lazy-create; None (after printing why) if the command must stop."""
+    """load/start: lazy-create, templates expanded into instances, then scale down; the units
+    to activate, or None (after printing why) if the command must stop."""
     if not args.units:
         ctx.warn("No units given")
         return None
     try:
-        return await lazy_create(
+        batch = await instances.prepare(
             ctx,
             args.units,
             replace=args.replace,
             allowed=ALLOWED_REPLACE[verb],
-            attempts=getattr(args, "block_attempts", 0),
-            no_block=getattr(args, "no_block", False),
+            override=args.instances,
+            verb=verb,
         )
+        await write_plans(ctx, batch.plans, attempts=args.block_attempts, no_block=args.no_block)
+    except TemplateError as exc:
+        ctx.warn(f"Error: {exc}")
+        return None
     except (ResolveError, ClientError) as exc:
         ctx.warn(f"Error creating units: {exc}")
         return None
+    if await destroy_units(ctx, batch.surplus, args.no_block, args.block_attempts):
+        return None
+    return batch.names
 
 
 async def run_submit(ctx: Context, args: argparse.Namespace) -> int:
     if args.sign:
         ctx.warn(SIGN_WARNING)
         return 2
-    return 0 if await _create(ctx, args, "submit") is not None else 1
+    return 0 if await _submit(ctx, args) else 1
 
 
 async def _set_targets(ctx: Context, names: list[str], state: TargetState) -> list[schema.Unit]:
@@ -111,6 +138,13 @@ def _configure_create(parser: argparse.ArgumentParser) -> None:
 def _configure_activate(parser: argparse.ArgumentParser) -> None:
     _configure_create(parser)
     add_block_flags(parser)
+    parser.add_argument(
+        "--instances",
+        type=int,
+        metavar="N",
+        help="for a template: run instances 1..N (overrides Instances=) and destroy the "
+        "numbered instances above N",
+    )
 
 
 SUBMIT = Command(
@@ -123,7 +157,7 @@ SUBMIT = Command(
 LOAD = Command(
     "load",
     "Schedule one or more units in the cluster, first submitting them if necessary",
-    "fleetctl load [--replace] [--no-block|--block-attempts=N] UNIT...",
+    "fleetctl load [--replace] [--no-block|--block-attempts=N] [--instances=N] UNIT...",
     _configure_activate,
     run_load,
 )
@@ -131,7 +165,7 @@ START = Command(
     "start",
     "Instruct systemd to start one or more units in the cluster, "
     "first submitting and loading if necessary",
-    "fleetctl start [--replace] [--no-block|--block-attempts=N] UNIT...",
+    "fleetctl start [--replace] [--no-block|--block-attempts=N] [--instances=N] UNIT...",
     _configure_activate,
     run_start,
 )

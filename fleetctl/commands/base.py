@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TextIO
 
+from fleetctl import templates
 from fleetctl.client import Client
 from fleetd.api import schema
 from fleetd.model.names import normalize_name
@@ -75,8 +76,8 @@ def add_table_flags(
     parser: argparse.ArgumentParser, default_fields: str, full: bool = True
 ) -> None:
     parser.add_argument("--no-legend", action="store_true", help="do not print a header row")
-    parser.add_argument(
-        "--fields", default=default_fields, help=f"columns to print (default {default_fields})"
+    parser.add_argument(  # None = the default, so a command can tell it was not given
+        "--fields", default=None, help=f"columns to print (default {default_fields})"
     )
     if full:
         parser.add_argument(
@@ -93,14 +94,37 @@ def names_of(args: Iterable[str]) -> list[str]:
     return [normalize_name(arg) for arg in args]
 
 
-async def find_units(ctx: Context, args: Iterable[str]) -> list[schema.Unit]:
-    """The registry's units for these arguments, in argument order; missing ones skipped."""
-    found = []
-    for name in dict.fromkeys(names_of(args)):
+async def find_units(
+    ctx: Context, args: Iterable[str], templates_too: bool = False
+) -> list[schema.Unit]:
+    """The registry's units for these arguments, in argument order; missing ones skipped.
+
+    A template stands for its instances in the registry, followed by the template itself
+    when `templates_too` (destroy).
+    """
+    names = names_of(args)
+    listed = await _listing(ctx, names)
+    found: dict[str, schema.Unit] = {}
+    for name in names:
+        for unit in await _units_for(ctx, name, listed, templates_too):
+            found.setdefault(unit.name or "", unit)
+    return list(found.values())
+
+
+async def _listing(ctx: Context, names: list[str]) -> dict[str, schema.Unit]:
+    if not any(templates.is_template(n) for n in names):
+        return {}
+    return {u.name or "": u for u in await ctx.client.list_units()}
+
+
+async def _units_for(
+    ctx: Context, name: str, listed: dict[str, schema.Unit], templates_too: bool
+) -> list[schema.Unit]:
+    if not templates.is_template(name):
         unit = await ctx.client.get_unit(name)
-        if unit is not None:
-            found.append(unit)
-    return found
+        return [unit] if unit is not None else []
+    wanted = templates.instances_in(name, listed) + ([name] if templates_too else [])
+    return [listed[n] for n in wanted if n in listed]
 
 
 def go_list(names: Iterable[str]) -> str:

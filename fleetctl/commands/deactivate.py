@@ -1,4 +1,9 @@
-"""stop and unload: move units that exist in the registry back to loaded / inactive."""
+"""stop and unload: move units that exist in the registry back to loaded / inactive.
+
+A template argument stands for all its instances in the registry; the template itself is left
+alone (it is always inactive). `stop` skips such instances that are already inactive instead of
+refusing as it does for a named unit.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from fleetctl.commands.base import (
     add_units_arg,
     find_units,
     go_list,
+    names_of,
 )
 from fleetctl.render import is_global
 from fleetd.api import schema
@@ -49,6 +55,8 @@ async def run_stop(ctx: Context, args: argparse.Namespace) -> int:
     units = await _found(ctx, args)
     if not units:
         return 1 if units is None else 0
+    named = set(names_of(args.units))
+    units = [u for u in units if u.name in named or u.current_state != INACTIVE or is_global(u)]
     for unit in units:
         if not is_global(unit) and unit.current_state == INACTIVE:
             ctx.warn(f"Unable to stop unit {unit.name} in state inactive")

@@ -1,8 +1,12 @@
-"""destroy: delete units from the registry and (unless --no-block) wait until they are gone."""
+"""destroy: delete units from the registry and (unless --no-block) wait until they are gone.
+
+A template argument destroys all its instances in the registry first, then the template.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from fleetctl import waiting
 from fleetctl.client import ClientError
@@ -13,20 +17,24 @@ async def run_destroy(ctx: Context, args: argparse.Namespace) -> int:
     if not args.units:
         ctx.warn("No units given")
         return 1
-    units = await find_units(ctx, args.units)
+    units = await find_units(ctx, args.units, templates_too=True)
     if not units:
         ctx.warn("Units not found in registry")
         return 0
+    return await destroy_units(ctx, [u.name or "" for u in units], args.no_block, args.block_attempts)
+
+
+async def destroy_units(ctx: Context, names: Sequence[str], no_block: bool, attempts: int) -> int:
+    """Delete each unit in order, print `Destroyed X`; 1 if any delete or wait failed."""
     status = 0
-    for unit in units:
-        name = unit.name or ""
+    for name in names:
         try:
             await ctx.client.destroy_unit(name)
         except ClientError as exc:
             ctx.warn(f"Error destroying units: {exc}")
             status = 1
             continue
-        if not args.no_block and not await waiting.wait_until_gone(ctx, name, args.block_attempts):
+        if not no_block and not await waiting.wait_until_gone(ctx, name, attempts):
             status = 1
             continue
         ctx.say(f"Destroyed {name}")
@@ -40,7 +48,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 DESTROY = Command(
     "destroy",
-    "Destroy one or more units in the cluster",
+    "Destroy one or more units in the cluster (a template: its instances, then itself)",
     "fleetctl destroy [--no-block|--block-attempts=N] UNIT...",
     _configure,
     run_destroy,

@@ -271,11 +271,18 @@ async def test_start_times_out_after_block_attempts(env, hello) -> None:
     assert "timed out waiting for unit hello.service to report state launched" in run.err
 
 
-async def test_start_template_is_refused(env, tmp_path, monkeypatch) -> None:
+async def test_start_template_without_a_count_is_refused_before_writing(
+    env, tmp_path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "web@.service").write_text(HELLO)
     run = await env.fleetctl("start", "web@.service")
-    assert run.code == 1 and 'cannot activate template "web@.service"' in run.err
+    assert (run.code, run.out) == (1, "")
+    assert run.err == (
+        "Error: web@.service is a template; start instances such as web@1.service, or give a "
+        "count with --instances N (or Instances=N in its [X-Fleet] section)\n"
+    )
+    assert await env.registry.list_units() == []
 
 
 async def test_load_stop_unload_destroy(cluster, hello) -> None:

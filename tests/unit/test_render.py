@@ -146,3 +146,44 @@ def test_invalid_fields(spec, message) -> None:
 )
 def test_fleets_field_lists_are_valid(valid, spec) -> None:
     assert render.parse_fields(spec, valid) == spec.split(",")
+
+
+# pending reasons ----------------------------------------------------------------------------------
+
+
+def pending(name: str, reason: str | None) -> schema.Unit:
+    return schema.Unit(
+        name=name,
+        options=OPTS,
+        desired_state=TargetState.LAUNCHED,
+        current_state=TargetState.INACTIVE,
+        pending_reason=reason,
+    )
+
+
+def test_default_unit_file_fields_add_reason_only_when_a_unit_has_one() -> None:
+    plain = [pending("a.service", None)]
+    assert render.default_unit_file_fields(plain) == ["unit", "hash", "dstate", "state", "target"]
+    assert render.default_unit_file_fields([]) == render.UNIT_FILE_DEFAULT.split(",")
+    with_reason = plain + [pending("big.service", "insufficient memory")]
+    assert render.default_unit_file_fields(with_reason)[-1] == "reason"
+
+
+def test_reason_column_shows_dash_for_units_without_one() -> None:
+    units = [pending("big.service", "insufficient memory: needs 64T"), pending("a.service", None)]
+    rows = render.unit_file_rows(units, MACHINES, full=False)
+    text = render.table(["unit", "reason"], rows)
+    assert text.splitlines() == [
+        "UNIT\t\tREASON",
+        "a.service\t-",
+        "big.service\tinsufficient memory: needs 64T",
+    ]
+
+
+def test_reason_is_kept_on_one_line() -> None:
+    assert render.reason_legend("no machine\tmatches\n  metadata") == "no machine matches metadata"
+    assert render.reason_legend(None) == ""
+
+
+def test_reason_is_a_valid_field() -> None:
+    assert render.parse_fields("unit,reason", render.UNIT_FILE_FIELDS) == ["unit", "reason"]
