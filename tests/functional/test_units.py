@@ -6,6 +6,7 @@ never fleet; fleet's own view (list-units, list-machines) is checked separately.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def unit_file_on(cluster: LocalCluster, host: str, unit: str) -> bool:
 
 def table(cluster: LocalCluster, verb: str, fields: str) -> list[list[str]]:
     out = cluster.fleetctl(verb, "--no-legend", "--full", f"--fields={fields}").stdout
-    return [line.split("\t") for line in out.splitlines() if line.strip()]
+    return [re.split(r"\t+", line) for line in out.splitlines() if line.strip()]
 
 
 def write_unit(tmp_path: Path, name: str, extra: str = "") -> str:
