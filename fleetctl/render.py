@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from fleetd.api import schema
 from fleetd.model.requirements import parse_requirements
+from fleetd.model.resources import format_cpu, format_size
 from fleetd.model.unitfile import UnitFile, UnitOption
 
 TAB_WIDTH = 8
@@ -23,7 +24,7 @@ UNIT_FIELDS = ("unit", "load", "active", "sub", "machine", "hash")
 UNIT_DEFAULT = "unit,machine,active,sub"
 UNIT_FILE_FIELDS = ("unit", "hash", "dstate", "state", "target", "tmachine", "global", "desc", "reason")
 UNIT_FILE_DEFAULT = "unit,hash,dstate,state,target"
-MACHINE_FIELDS = ("machine", "ip", "metadata")
+MACHINE_FIELDS = ("machine", "ip", "metadata", "cpu", "memory")
 MACHINE_DEFAULT = "machine,ip,metadata"
 TMACHINE_WARNING = 'WARNING: The "tmachine" field is deprecated. Use "target" instead.'
 
@@ -188,6 +189,8 @@ def machine_rows(machines: Iterable[schema.Machine], full: bool) -> list[Row]:
             "machine": machine_id_legend(m.id, full),
             "ip": m.primary_ip,
             "metadata": metadata_legend(m.metadata),
+            "cpu": format_cpu(m.capacity.cpu).split()[0] if m.capacity and m.capacity.cpu else MISSING,
+            "memory": format_size(m.capacity.memory) if m.capacity and m.capacity.memory else MISSING,
         }
         for m in sorted(machines, key=lambda m: m.id)
     ]

@@ -257,7 +257,8 @@ async def get_state(reg: Registry, name: str) -> Result:
 
 
 def _machine_to_wire(m: machine_model.Machine) -> schema.Machine:
-    return schema.Machine(id=m.id, primary_ip=m.ip, metadata=dict(m.metadata))
+    capacity = schema.Capacity(cpu=m.capacity.cpu, memory=m.capacity.memory)
+    return schema.Machine(id=m.id, primary_ip=m.ip, metadata=dict(m.metadata), capacity=capacity)
 
 
 async def list_machines(

@@ -78,10 +78,18 @@ class StatePage(Wire):
     next_page_token: str | None = _json("nextPageToken", default=None)
 
 
+class Capacity(Wire):
+    """What a machine offers units: CPU in millicores (1000 = one core), memory in bytes; 0 = unknown."""
+
+    cpu: int = 0
+    memory: int = 0
+
+
 class Machine(Wire):
     id: str
     primary_ip: str = _json("primaryIP", default="")
     metadata: dict[str, str] = Field(default_factory=dict)
+    capacity: Capacity | None = None
 
 
 class MachinePage(Wire):

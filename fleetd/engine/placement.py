@@ -1,12 +1,13 @@
 """Where unassigned units go (pure): candidate checks, the policy's choice, and pending reasons.
 
 Units are placed largest first (cpu share plus memory share of the biggest machine), then by
-name, so a batch is packed best-fit-decreasing; a MachineOf follower waits until its peers are decided. For each
-machine the checks run in fleet's order (MachineID, metadata, peers, conflicts) and then capacity.
-Among the machines that pass, the choice is: fewest units moved aside (Replaces), then fewest
-instances of the same template on the unit's SpreadBy value, then the policy: binpack (best fit:
-least capacity left over) or spread (fleet's least-loaded by unit count); ties by machine id.
-A unit that needs no resources is placed by spread under either policy.
+name, so a batch is packed best-fit-decreasing; a MachineOf follower waits until its peers are
+decided. For each machine the checks run in fleet's order (MachineID, metadata, peers,
+conflicts), then capacity. Among the machines that pass, the choice is: fewest units moved aside
+(Replaces), then fewest instances of the same template on the unit's SpreadBy value, then the
+policy: binpack (best fit: least capacity left over) or spread (fleet's least-loaded by unit
+count); ties by machine id. A unit that needs no resources is placed by spread under either
+policy.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from fleetd.api.handlers import decode_token, encode_token
 from fleetd.api.http import make_app, serve
 from fleetd.model.machine import Machine
+from fleetd.model.resources import Resources
 from fleetd.model.states import SystemdState, TargetState, UnitState
 from fleetd.model.unit import Assignment
 from fleetd.registry.keys import Keys
@@ -177,6 +178,47 @@ async def test_contradicting_requirements_are_400_and_nothing_is_stored(client, 
     msg = await error_of(await put(client, "a.service", {"options": opts}), 400)
     assert msg == "MachineID cannot be used with Global"
     assert await keys_in(registry) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "xfleet", "message"),
+    [
+        ("a.service", {"Memory": "lots"}, 'invalid Memory "lots"'),
+        ("a.service", {"CPU": "-1"}, 'invalid CPU "-1"'),
+        ("a.service", {"MachineMetadata": "cores>=many"}, '"many" is not a number'),
+        ("a.service", {"Policy": "random"}, 'Policy must be one of binpack, spread, not "random"'),
+        ("a.service", {"Instances": "3"}, "Instances can only be used in a template unit"),
+        ("web@.service", {"Instances": "0"}, "Instances must be a whole number from 1 to 1000"),
+        ("web@.service", {"Instances": "2", "Global": "true"}, "Global cannot be used with Instances"),
+    ],
+)
+async def test_bad_extension_options_are_400_and_nothing_is_stored(client, registry, name, xfleet,
+                                                                   message) -> None:
+    options = HELLO + [{"section": "X-Fleet", "name": k, "value": v} for k, v in xfleet.items()]
+    text = await error_of(await put(client, name, {"options": options}), 400)
+    assert message in text
+    assert await keys_in(registry) == []
+
+
+async def test_global_unit_is_mirrored_under_global_prefix(client, registry) -> None:
+    options = HELLO + [{"section": "X-Fleet", "name": "Global", "value": "true"}]
+    assert (await put(client, "g.service", {"options": options, "desiredState": "launched"})).status == 201
+    assert [u.name for u in await registry.list_globals()] == ["g.service"]
+    assert (await put(client, "g.service", {"desiredState": "loaded"})).status == 204
+    assert [u.desired for u in await registry.list_globals()] == [TargetState.LOADED]
+    assert (await client.delete("/fleet/v1/units/g.service")).status == 204
+    assert [k for k in await keys_in(registry) if not k.startswith("/test/files/")] == []
+
+
+async def test_pending_reason_is_shown_while_unplaced(client, registry) -> None:
+    await put(client, "big.service", {"options": HELLO, "desiredState": "launched"})
+    await registry.kv.put(registry.keys.pending_reason("big.service"), "insufficient memory: needs 2G")
+    body = await (await client.get("/fleet/v1/units/big.service")).json()
+    assert body["pendingReason"] == "insufficient memory: needs 2G"
+    listed = await (await client.get("/fleet/v1/units")).json()
+    assert listed["units"][0]["pendingReason"] == "insufficient memory: needs 2G"
+    await place(registry, "big.service", M1, TargetState.LAUNCHED)
+    assert "pendingReason" not in await (await client.get("/fleet/v1/units/big.service")).json()
 
 
 async def test_invalid_replacement_keeps_the_old_unit(client, registry) -> None:
@@ -346,12 +388,14 @@ async def test_state_of_one_unit(client, registry) -> None:
 
 async def test_machines_sorted_by_id(client, registry) -> None:
     await registry.register_machine(Machine(M2, "10.0.0.2", {"az": "b"}), 0)
-    await registry.register_machine(Machine(M1, "10.0.0.1"), 0)
+    await registry.register_machine(Machine(M1, "10.0.0.1", capacity=Resources(2000, 1 << 30)), 0)
     body = await (await client.get("/fleet/v1/machines")).json()
     assert body == {
         "machines": [
-            {"id": M1, "primaryIP": "10.0.0.1", "metadata": {}},
-            {"id": M2, "primaryIP": "10.0.0.2", "metadata": {"az": "b"}},
+            {"id": M1, "primaryIP": "10.0.0.1", "metadata": {},
+             "capacity": {"cpu": 2000, "memory": 1 << 30}},
+            {"id": M2, "primaryIP": "10.0.0.2", "metadata": {"az": "b"},
+             "capacity": {"cpu": 0, "memory": 0}},
         ]
     }
 

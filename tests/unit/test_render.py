@@ -120,7 +120,13 @@ def test_list_machines_rows() -> None:
         "2222bbbb...\t172.17.8.104\ta=2,z=1",
     ]
     bare = render.machine_rows([schema.Machine(id=M1)], full=True)[0]
-    assert bare == {"machine": M1, "ip": "", "metadata": "-"}
+    assert bare == {"machine": M1, "ip": "", "metadata": "-", "cpu": "-", "memory": "-"}
+
+
+def test_list_machines_capacity_fields() -> None:
+    big = schema.Machine(id=M1, capacity=schema.Capacity(cpu=1500, memory=3 * 1024**3 // 2))
+    row = render.machine_rows([big], full=False)[0]
+    assert (row["cpu"], row["memory"]) == ("1.5", "1.5G")
 
 
 @pytest.mark.parametrize(
