@@ -46,6 +46,9 @@ def test_fleet_list_syntax_for_etcd_servers() -> None:
     ({"FLEET_DISABLE_ENGINE": "maybe"}, "disable_engine"),
     ({"FLEET_ENGINE_RECONCILE_INTERVAL": "0"}, "engine_reconcile_interval"),
     ({"FLEET_API_LISTEN": "nowhere"}, "api_listen"),
+    ({"FLEET_SCHEDULER_POLICY": "random"}, "scheduler_policy"),
+    ({"FLEET_CAPACITY_CPU": "-1"}, "capacity_cpu"),
+    ({"FLEET_CAPACITY_MEMORY": "lots"}, "capacity_memory"),
 ])
 def test_bad_values_name_the_key(env: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
@@ -65,3 +68,10 @@ def test_line_without_equals_is_an_error(tmp_path: Path) -> None:
 def test_deprecated_and_unknown_keys_are_reported_not_fatal(tmp_path: Path) -> None:
     _, ignored = load_config(write(tmp_path, "verify_units=true\nfavourite_colour=blue\n"), {})
     assert ignored == ["favourite_colour", "verify_units"]
+
+
+def test_scheduling_keys() -> None:
+    cfg, _ = load_config(None, {"FLEET_SCHEDULER_POLICY": "Spread", "FLEET_CAPACITY_CPU": "1.5",
+                                "FLEET_CAPACITY_MEMORY": "2G"})
+    assert (cfg.scheduler_policy, cfg.capacity_cpu, cfg.capacity_memory) == ("spread", 1.5, "2G")
+    assert load_config(None, {})[0].scheduler_policy == "binpack"

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from fleetd.model.machine import Machine
+from fleetd.model.requirements import parse_requirements
+from fleetd.model.resources import Resources
 from fleetd.model.states import TargetState
 from fleetd.model.unit import Unit
 from fleetd.model.unitfile import UnitFile
@@ -41,8 +43,10 @@ class Cluster:
         return (name * 32)[:32].encode().hex()[:32]
 
     def boot(self, name: str, metadata: dict[str, str] | None = None) -> None:
+        self.systemd.setdefault(name, FakeUnitManager())
         machine = Machine(id=self.machine_id(name), ip=f"10.0.0.{len(self.nodes) + 1}",
-                          metadata=metadata or {"host": name})
+                          metadata=metadata or {"host": name},
+                          capacity=Resources(cpu=2000, memory=4 << 30))
         node = assemble(self.registry, self.systemd[name], machine, agent_ttl=2,
                         reconcile_interval=0.2, run_engine=True)
         self.nodes[name] = node
@@ -67,8 +71,10 @@ class Cluster:
 
     async def submit(self, name: str, text: str, desired: TargetState) -> None:
         unit_file = UnitFile.parse(text)
+        is_global = parse_requirements(name, unit_file).is_global
         assert await self.registry.create_unit(
-            Unit(name=name, hash=unit_file.hash, desired=desired), unit_file.serialize())
+            Unit(name=name, hash=unit_file.hash, desired=desired, is_global=is_global),
+            unit_file.serialize())
 
     def running(self, unit: str) -> list[str]:
         return [n for n, sd in self.systemd.items()
@@ -192,3 +198,40 @@ async def test_restarted_fleetd_reports_its_running_unit_launched(cluster: Clust
     await eventually_async(launched_again)
     restarts = [c for c in cluster.systemd[host].calls[calls_before:] if c[0] in ("start", "stop")]
     assert restarts == []  # the running unit was neither restarted nor stopped
+
+
+async def test_global_unit_runs_where_metadata_matches_and_on_late_joiners(cluster: Cluster) -> None:
+    text = HELLO + "[X-Fleet]\nGlobal=true\nMachineMetadata=host!=b\n"
+    await cluster.submit("everywhere.service", text, TargetState.LAUNCHED)
+    await eventually(lambda: sorted(cluster.running("everywhere.service")) == ["a", "c"])
+    cluster.boot("d")
+    await eventually(lambda: sorted(cluster.running("everywhere.service")) == ["a", "c", "d"])
+    assert await cluster.registry.list_assignments() == []  # the engine never placed it
+    await cluster.registry.delete_unit("everywhere.service")
+    await eventually(lambda: cluster.running("everywhere.service") == [])
+
+
+async def test_unit_conflicting_with_a_global_unit_goes_where_it_does_not_run(cluster: Cluster) -> None:
+    text = HELLO + "[X-Fleet]\nGlobal=true\nMachineMetadata=host in (a, b)\n"
+    await cluster.submit("agent.service", text, TargetState.LAUNCHED)
+    await eventually(lambda: sorted(cluster.running("agent.service")) == ["a", "b"])
+    lone = HELLO + "[X-Fleet]\nConflicts=agent.service\n"
+    await cluster.submit("lone.service", lone, TargetState.LAUNCHED)
+    await eventually(lambda: cluster.running("lone.service") == ["c"])
+
+
+async def test_pending_reason_is_recorded_and_cleared(cluster: Cluster) -> None:
+    text = HELLO + "[X-Fleet]\nMemory=64T\n"
+    await cluster.submit("huge.service", text, TargetState.LAUNCHED)
+
+    async def reason() -> bool:
+        found = (await cluster.registry.list_pending()).get("huge.service", "")
+        return found.startswith("insufficient memory: needs 64T")
+
+    await eventually_async(reason)
+    await cluster.registry.set_desired("huge.service", TargetState.INACTIVE)
+    await eventually_async(lambda: _no_pending(cluster))
+
+
+async def _no_pending(cluster: Cluster) -> bool:
+    return await cluster.registry.list_pending() == {}

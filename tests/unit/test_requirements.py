@@ -13,6 +13,7 @@ from fleetd.model.requirements import (
     machine_id_matches,
     metadata_matches,
     parse_requirements,
+    replaces,
     unknown_options,
     validate_requirements,
 )
@@ -239,3 +240,61 @@ def test_conflicts_both_directions_never_self(
 )
 def test_glob_match_like_go_path_match(pattern: str, name: str, expected: bool) -> None:
     assert glob_match(pattern, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("xfleet", "name", "field", "value"),
+    [
+        ("Instances=3\n", "web@.service", "instances", 3),
+        ("Instances=3\n", "web@1.service", "instances", 3),  # instances carry the template's copy
+        ("Policy=Spread\n", "a.service", "policy", "spread"),
+        ("Policy=binpack\nPolicy=spread\n", "a.service", "policy", "spread"),
+        ("SpreadBy=zone\n", "web@1.service", "spread_by", "zone"),
+        ("", "a.service", "instances", None),
+    ],
+)
+def test_extension_options(xfleet: str, name: str, field: str, value: object) -> None:
+    assert getattr(req_of(xfleet, name), field) == value
+
+
+def test_resources_from_xfleet_override_and_systemd_limits() -> None:
+    text = "[Service]\nCPUQuota=150%\nMemoryMax=1G\n[X-Fleet]\nMemory=2G\n"
+    req = parse_requirements("a.service", UnitFile.parse(text))
+    assert (req.resources.cpu, req.resources.memory) == (1500, 2 << 30)
+
+
+@pytest.mark.parametrize(
+    ("xfleet", "name", "message"),
+    [
+        ("Instances=three\n", "web@.service", 'Instances must be a whole number from 1 to 1000, not "three"'),
+        ("Instances=1001\n", "web@.service", "Instances must be a whole number from 1 to 1000"),
+        ("Instances=2\n", "a.service", "Instances can only be used in a template unit"),
+        ("Policy=fast\n", "a.service", 'Policy must be one of binpack, spread, not "fast"'),
+        ("CPU=lots\n", "a.service", 'invalid CPU "lots"'),
+        ("MachineMetadata=zone in (a\n", "a.service", "invalid MachineMetadata"),
+    ],
+)
+def test_bad_extension_values_are_refused(xfleet: str, name: str, message: str) -> None:
+    with pytest.raises(InvalidRequirements, match=message.replace("(", r"\(")):
+        req_of(xfleet, name)
+
+
+def test_global_cannot_have_instances() -> None:
+    with pytest.raises(InvalidRequirements, match="Global cannot be used with Instances"):
+        validate_requirements(req_of("Global=true\nInstances=2\n", "web@.service"))
+
+
+@pytest.mark.parametrize(
+    ("a_globs", "b_globs", "expected"),
+    [
+        (("b.service",), (), True),
+        (("b.*",), (), True),
+        (("c.service",), (), False),
+        (("b.service",), ("a.service",), False),  # circular: ignored
+        ((), (), False),
+    ],
+)
+def test_replaces_is_one_way_and_circular_is_ignored(a_globs, b_globs, expected) -> None:
+    a, b = Requirements(replaces=a_globs), Requirements(replaces=b_globs)
+    assert replaces("a.service", a, "b.service", b) is expected
+    assert replaces("a.service", a, "a.service", a) is False
