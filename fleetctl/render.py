@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from fleetd.api import schema
-from fleetd.model.requirements import parse_requirements
+from fleetd.errors import InvalidInput
+from fleetd.model.requirements import TRUTHY, parse_requirements
 from fleetd.model.resources import format_cpu, format_size
 from fleetd.model.unitfile import UnitFile, UnitOption
 
@@ -116,7 +117,12 @@ def unit_file(unit: schema.Unit) -> UnitFile:
 
 
 def is_global(unit: schema.Unit) -> bool:
-    return parse_requirements(unit.name or "", unit_file(unit)).is_global
+    """Global= of a unit from the registry; a record stored before today's validation still shows."""
+    try:
+        return parse_requirements(unit.name or "", unit_file(unit)).is_global
+    except InvalidInput:
+        return any(o.section == "X-Fleet" and o.name == "Global" and o.value.strip().lower() in TRUTHY
+                   for o in unit.options or ())
 
 
 def state_rows(

@@ -193,3 +193,9 @@ def test_reason_is_kept_on_one_line() -> None:
 
 def test_reason_is_a_valid_field() -> None:
     assert render.parse_fields("unit,reason", render.UNIT_FILE_FIELDS) == ["unit", "reason"]
+
+
+def test_is_global_tolerates_a_record_that_no_longer_validates() -> None:
+    opts = [schema.UnitOption(section="X-Fleet", name=k, value=v)
+            for k, v in (("Global", "true"), ("Memory", "lots"))]
+    assert render.is_global(schema.Unit(name="g.service", options=opts))
