@@ -77,7 +77,7 @@ def _last(values: Iterable[tuple[str, str]], key: str) -> str | None:
 def _instances(name: str, value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= MAX_INSTANCES:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_INSTANCES:
         raise InvalidRequirements(
             f'Instances must be a whole number from 1 to {MAX_INSTANCES}, not "{value}"'
         )

@@ -268,6 +268,7 @@ def test_resources_from_xfleet_override_and_systemd_limits() -> None:
     [
         ("Instances=three\n", "web@.service", 'Instances must be a whole number from 1 to 1000, not "three"'),
         ("Instances=1001\n", "web@.service", "Instances must be a whole number from 1 to 1000"),
+        ("Instances=\u00b3\n", "web@.service", "Instances must be a whole number from 1 to 1000"),
         ("Instances=2\n", "a.service", "Instances can only be used in a template unit"),
         ("Policy=fast\n", "a.service", 'Policy must be one of binpack, spread, not "fast"'),
         ("CPU=lots\n", "a.service", 'invalid CPU "lots"'),
