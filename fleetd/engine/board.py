@@ -1,7 +1,7 @@
 """The scheduler's working copy of the cluster during one pass (local to one `schedule` call).
 
-Owns who runs where, what each machine has left (capacity minus units and global units), and the
-pairwise checks against the units already on a machine: conflicts and Replaces.
+Owns who runs where, what each machine has left (capacity minus units and global units), whether
+a demand fits, and the pairwise checks against the units already on a machine: conflicts and Replaces.
 """
 
 from __future__ import annotations
@@ -16,38 +16,57 @@ from fleetd.model.resources import Resources
 UNLIMITED = 1 << 62
 
 
+def fits(demand: Resources, free: Resources) -> bool:
+    """True if `demand` fits in `free`. A dimension the unit does not use never refuses it, even
+    on a machine already over capacity there (running units are never moved for capacity)."""
+    return all(need <= room for need, room in ((demand.cpu, free.cpu), (demand.memory, free.memory)) if need)
+
+
 class Board:
-    """Units per machine, resources used per machine, global units per machine."""
+    """Units per machine, resources they use per machine, global units per machine."""
 
     def __init__(self, snapshot: Snapshot, kept: Iterable[str]) -> None:
         self.snapshot = snapshot
         self.where: dict[str, str] = {}
         self.on: dict[str, list[str]] = {m: [] for m in snapshot.machines}
         self.used: dict[str, Resources] = {m: Resources() for m in snapshot.machines}
+        self.active_globals: dict[str, Requirements] | None = None  # None: global units not counted
         self.globals: dict[str, tuple[str, ...]] = {}
         self.moved: set[str] = set()
         for name in kept:
             self.put(name, snapshot.assignments[name].machine)
 
     def add_globals(self) -> None:
-        """Settle which global units run where, given the units on the board now (they win)."""
-        units = self.snapshot.units
-        active = {n: s.requirements for n, s in units.items() if s.requirements.is_global and s.active}
-        for machine_id, machine in self.snapshot.machines.items():
-            resident = {n: units[n].requirements for n in self.on[machine_id]}
-            self.globals[machine_id] = globals_on(machine, active, resident)
-            for name in self.globals[machine_id]:
-                self.used[machine_id] += active[name].resources
+        """Count global units from now on: where they run follows the units on the board (they win)."""
+        specs = self.snapshot.units.items()
+        self.active_globals = {n: s.requirements for n, s in specs if s.requirements.is_global and s.active}
+        for machine in self.snapshot.machines:
+            self.globals[machine] = self.globals_running(machine)
+
+    def globals_running(self, machine: str, displacing: Iterable[str] = ()) -> tuple[str, ...]:
+        """The global units that run on `machine`, as if the units in `displacing` had moved away
+        (a global unit they keep off would then run)."""
+        if self.active_globals is None:
+            return ()
+        gone, units = set(displacing), self.snapshot.units
+        resident = {n: units[n].requirements for n in self.on[machine] if n not in gone}
+        return globals_on(self.snapshot.machines[machine], self.active_globals, resident)
 
     def put(self, unit: str, machine: str) -> None:
         self.where[unit] = machine
         self.on[machine].append(unit)
         self.used[machine] += self.snapshot.units[unit].requirements.resources
+        self._settle(machine)
 
     def remove(self, unit: str) -> None:
         machine = self.where.pop(unit)
         self.on[machine].remove(unit)
         self.used[machine] -= self.snapshot.units[unit].requirements.resources
+        self._settle(machine)
+
+    def _settle(self, machine: str) -> None:
+        if self.active_globals is not None:
+            self.globals[machine] = self.globals_running(machine)
 
     def load(self, machine: str) -> int:
         """Units on the machine, global units included (fleet's load)."""
@@ -58,24 +77,44 @@ class Board:
         cap = self.snapshot.machines[machine].capacity
         return Resources(cpu=cap.cpu or UNLIMITED, memory=cap.memory or UNLIMITED)
 
-    def free(self, machine: str, ignoring: Iterable[str] = ()) -> Resources:
-        """What is left on `machine`, as if the units in `ignoring` were gone."""
-        freed = sum((self.snapshot.units[u].requirements.resources for u in ignoring), Resources())
-        return self.capacity(machine) - self.used[machine] + freed
+    def free(self, machine: str, displacing: Iterable[str] = ()) -> Resources:
+        """What is left on `machine` after its units and global units, as if the units in
+        `displacing` had moved away (and the global units they keep off were running)."""
+        units, gone = self.snapshot.units, list(displacing)
+        running = self.globals_running(machine, gone) if gone else self.globals.get(machine, ())
+        freed = sum((units[u].requirements.resources for u in gone), Resources())
+        taken = sum((units[g].requirements.resources for g in running), Resources())
+        return self.capacity(machine) - self.used[machine] + freed - taken
 
-    def conflicting(self, name: str, req: Requirements, machine: str) -> list[str]:
-        """Units (global ones included) on `machine` that conflict with `name` either way, or that
-        replace it (a replaced unit may not sit next to its replacer)."""
-        units = self.snapshot.units
-        rivals = [
+    def conflicting(
+        self, name: str, req: Requirements, machine: str, displacing: Iterable[str] = ()
+    ) -> list[str]:
+        """Units on `machine` that conflict with `name` either way, and global units that would run
+        there once the units in `displacing` moved away."""
+        units, gone = self.snapshot.units, list(displacing)
+        running = self.globals_running(machine, gone) if gone else self.globals.get(machine, ())
+        return [
             other
-            for other in (*self.on[machine], *self.globals.get(machine, ()))
+            for other in (*self.on[machine], *running)
             if conflicts(name, req, other, units[other].requirements)
-            or replaces(other, units[other].requirements, name, req)
         ]
-        return rivals
+
+    def replacers(self, name: str, req: Requirements, machine: str) -> list[str]:
+        """Units on `machine` that replace `name` (a replaced unit may not sit next to its replacer)."""
+        units = self.snapshot.units
+        return [o for o in self.on[machine] if replaces(o, units[o].requirements, name, req)]
 
     def displaced(self, name: str, req: Requirements, machine: str) -> list[str]:
         """Units on `machine` that `name` replaces (they would have to move elsewhere)."""
         units = self.snapshot.units
         return [o for o in self.on[machine] if replaces(name, req, o, units[o].requirements)]
+
+    def followers(self, leaders: list[str], machine: str) -> list[str]:
+        """Units on `machine` that follow (MachineOf, transitively) one of `leaders`: they move with them."""
+        units, moving = self.snapshot.units, list(leaders)
+        i = 0
+        while i < len(moving):
+            leader, i = moving[i], i + 1
+            moving += [o for o in self.on[machine]
+                       if leader in units[o].requirements.machine_of and o not in moving]
+        return moving[len(leaders):]

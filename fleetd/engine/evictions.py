@@ -1,8 +1,9 @@
 """Which current assignments must go, and why (pure; the first step of a scheduling pass).
 
-An assignment goes when its unit is gone, inactive, global or a template, its machine is gone, the machine no
-longer satisfies MachineID/MachineMetadata, it conflicts with a unit kept before it (name order),
-a unit that replaces it sits on the same machine, or its MachineOf peer is not on its machine.
+An assignment goes when its unit is gone, inactive, global or a template, its machine is gone,
+the machine no longer satisfies MachineID/MachineMetadata, it conflicts with a unit kept before it
+(name order), a unit that replaces it sits on the same machine (either name order), or its
+MachineOf peer is not on its machine.
 Capacity is not re-checked for existing placements: a running unit is never moved to make room.
 """
 
@@ -68,8 +69,8 @@ def _invalid_reason(snapshot: Snapshot, name: str) -> str | None:
 
 
 def _drop_conflicts(snapshot: Snapshot, board: Board, names: list[str], evicted: list[Evict]) -> list[str]:
-    """Keep assignments in name order; evict one that conflicts with one kept before it, and any
-    kept unit that a later-kept unit replaces."""
+    """Keep assignments in name order; evict one that conflicts with one kept before it or that one
+    kept before it replaces, and any kept unit that a later-kept unit replaces."""
     kept: list[str] = []
     for name in names:
         machine = snapshot.assignments[name].machine
@@ -77,6 +78,11 @@ def _drop_conflicts(snapshot: Snapshot, board: Board, names: list[str], evicted:
         rivals = board.conflicting(name, req, machine)
         if rivals:
             reason = f"conflicts with {', '.join(rivals)} on machine {machine[:8]}"
+            evicted.append(_evict(snapshot, name, reason))
+            continue
+        replacers = board.replacers(name, req, machine)
+        if replacers:
+            reason = f"replaced by {', '.join(replacers)} on machine {machine[:8]}"
             evicted.append(_evict(snapshot, name, reason))
             continue
         for loser in board.displaced(name, req, machine):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleetd.engine.board import UNLIMITED, Board
+from fleetd.engine.board import UNLIMITED, Board, fits
 from fleetd.engine.evictions import machine_refusal
 from fleetd.engine.plan import BINPACK, Evict, Pending, Place, Snapshot, UnitSpec
 from fleetd.engine.reasons import Refusal, known, summarize
@@ -44,18 +44,26 @@ class Outcome:
 
 
 def place_all(snapshot: Snapshot, board: Board) -> Outcome:
-    """Place every unassigned active unit; units moved aside by Replaces are re-placed too."""
+    """Place every unassigned active unit; units moved aside by Replaces are re-placed too.
+
+    Moving units aside can make room (or a peer's machine) for units found unplaceable earlier in
+    the pass, so those are tried again; a unit is moved aside at most once per pass.
+    """
     out = Outcome([], [], [])
-    queue = _to_place(snapshot, board, out.pending)
+    templates: list[Pending] = []
+    queue = _to_place(snapshot, board, templates)
     while queue:
         name = _next_ready(snapshot, queue)
         if name is None:
             _pend_cycles(snapshot, queue, out.pending)
             break
         queue.remove(name)
-        queue.extend(_place_one(snapshot, board, name, out))
+        moved = _place_one(snapshot, board, name, out)
+        if moved:
+            queue.extend([*moved, *(p.unit for p in out.pending)])
+            out.pending.clear()
         queue.sort(key=lambda n: _order(snapshot, n))
-    out.pending.sort(key=lambda p: p.unit)
+    out.pending = sorted(out.pending + templates, key=lambda p: p.unit)
     return out
 
 
@@ -163,17 +171,20 @@ def _check(
     if refusal:
         kind = "machine_id" if "MachineID" in refusal else "metadata"
         return Refusal(kind, f"machine {machine[:8]} {refusal}")
-    rivals = board.conflicting(name, req, machine)
     replaced = board.displaced(name, req, machine)
     displaced = replaced + board.followers(replaced, machine)
+    rivals = board.conflicting(name, req, machine, displacing=displaced)
     rivals += [u for u in displaced if u in board.moved]
     if rivals:
         return Refusal("conflicts", ", ".join(sorted(rivals)), machine=machine)
+    replacers = board.replacers(name, req, machine)
+    if replacers:
+        return Refusal("replaced", ", ".join(sorted(replacers)), machine=machine)
     peers = [u for u in displaced if u in req.machine_of]
     if peers:
         return Refusal("peer", f"would move its peer {', '.join(peers)} aside (Replaces)", machine=machine)
-    free = board.free(machine, ignoring=displaced)
-    if not req.resources.fits(free):
+    free = board.free(machine, displacing=displaced)
+    if not fits(req.resources, free):
         return Refusal("resources", "", machine=machine, free=free)
     return _candidate(snapshot, board, spec, machine, tuple(displaced), free, spread)
 
@@ -195,7 +206,8 @@ def _candidate(
     if policy == BINPACK and not req.resources.is_zero:
         left = free - req.resources
         score = (len(displaced), spread_score, _leftover(board, machine, left), float(board.load(machine)))
-        why = why or f"best fit: leaves {describe(known(left, board.capacity(machine)))} free"
+        room = Resources(max(left.cpu, 0), max(left.memory, 0))  # an overcommitted dimension has none
+        why = why or f"best fit: leaves {describe(known(room, board.capacity(machine)))} free"
     else:
         score = (len(displaced), spread_score, float(board.load(machine)), 0.0)
         why = why or f"least-loaded eligible machine ({board.load(machine)} units)"
@@ -207,10 +219,12 @@ def _candidate(
 
 
 def _leftover(board: Board, machine: str, left: Resources) -> float:
-    """Fraction of the machine left unused after the placement, summed over known dimensions."""
+    """Fraction of the machine left unused after the placement, summed over both dimensions. An
+    unknown (unlimited) dimension counts as all left over: a machine that knows its capacity and
+    has the room is a better fit than one that does not know it."""
     cap = board.capacity(machine)
-    return sum(free / total for free, total in ((left.cpu, cap.cpu), (left.memory, cap.memory))
-               if total < UNLIMITED)
+    return sum(max(free, 0) / total if total < UNLIMITED else 1.0
+               for free, total in ((left.cpu, cap.cpu), (left.memory, cap.memory)))
 
 
 def _group(name: str) -> str:

@@ -1,8 +1,8 @@
 """Why a unit cannot be placed, in words (pure): per-machine refusals summed up into one reason.
 
-The furthest check machines got to comes first (capacity, then conflicts, then peers, then
-metadata, then MachineID), e.g. `insufficient memory: needs 2G, largest free 1.5G`, followed by
-the other kinds of refusal with how many machines gave them.
+The furthest check machines got to comes first (capacity, then conflicts and Replaces, then
+peers, then metadata, then MachineID), e.g. `insufficient memory: needs 2G, largest free 1.5G`,
+followed by the other kinds of refusal with how many machines gave them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fleetd.engine.board import UNLIMITED
 from fleetd.model.requirements import Requirements, describe_metadata
 from fleetd.model.resources import Resources, format_cpu, format_size
 
-ORDER = ("resources", "conflicts", "peer", "metadata", "machine_id")
+ORDER = ("resources", "conflicts", "replaced", "peer", "metadata", "machine_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,8 @@ def summarize(req: Requirements, refusals: Sequence[Refusal], have_machines: boo
     by_kind: dict[str, list[Refusal]] = {}
     for refusal in refusals:
         by_kind.setdefault(refusal.kind, []).append(refusal)
-    kinds = [k for k in ORDER if k in by_kind]
+    # When the MachineID machine is there and refuses, the other machines' "not it" says nothing.
+    kinds = [k for k in ORDER if k in by_kind and (k != "machine_id" or len(by_kind) == 1)]
     every = len(kinds) == 1
     return "; ".join(_phrase(req, kind, by_kind[kind], every) for kind in kinds)
 
@@ -53,24 +54,28 @@ def _phrase(req: Requirements, kind: str, refusals: list[Refusal], every: bool) 
         rivals = sorted({u for r in refusals for u in r.detail.split(", ")})
         where = "every candidate" if every else count
         return f"conflicts with {', '.join(rivals)} on {where}"
+    if kind == "replaced":
+        replacers = sorted({u for r in refusals for u in r.detail.split(", ")})
+        return f"replaced by {', '.join(replacers)} on {'every candidate' if every else count}"
     if kind == "peer":
         return refusals[0].detail
     if kind == "metadata":
         if every:
             return f"no machine matches metadata {describe_metadata(req)}"
-        return f"{count} do not match metadata {describe_metadata(req)}"
+        return f"{count} {'does' if len(refusals) == 1 else 'do'} not match metadata {describe_metadata(req)}"
     return f"machine {req.machine_id} (MachineID) is not in the cluster"
 
 
 def _insufficient(demand: Resources, refusals: list[Refusal]) -> str:
     """`insufficient memory: needs 2G, largest free 1.5G` (cpu, memory, or both)."""
     parts = []
-    if any(demand.cpu > r.free.cpu for r in refusals):
-        largest = max(max(r.free.cpu for r in refusals), 0)
-        parts.append(("cpu", format_cpu(demand.cpu), format_cpu(largest)))
-    if any(demand.memory > r.free.memory for r in refusals):
-        largest = max(max(r.free.memory for r in refusals), 0)
-        parts.append(("memory", format_size(demand.memory), format_size(largest)))
+    # "largest free" among the machines short of that dimension (not those short of the other one)
+    short_cpu = [max(r.free.cpu, 0) for r in refusals if 0 < demand.cpu > r.free.cpu]
+    if short_cpu:
+        parts.append(("cpu", format_cpu(demand.cpu), format_cpu(max(short_cpu))))
+    short_memory = [max(r.free.memory, 0) for r in refusals if 0 < demand.memory > r.free.memory]
+    if short_memory:
+        parts.append(("memory", format_size(demand.memory), format_size(max(short_memory))))
     if not parts:
         return "insufficient resources"
     names = " and ".join(p[0] for p in parts)

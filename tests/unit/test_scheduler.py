@@ -21,7 +21,7 @@ def spec(name: str, desired: TargetState = LAUNCHED, hash: str = "h1", **req: ob
     """A unit spec; `metadata` may be given as {key: (accepted values...)} for brevity."""
     if isinstance(req.get("metadata"), dict):
         grouped = req["metadata"]
-        req["metadata"] = parse_metadata(f"{k}={v}" for k, vs in grouped.items() for v in vs)  # type: ignore[union-attr]
+        req["metadata"] = parse_metadata(f"{k}={v}" for k, vs in grouped.items() for v in vs)  # type: ignore[attr-defined]
     return UnitSpec(Unit(name, hash, desired), Requirements(**req))  # type: ignore[arg-type]
 
 
