@@ -153,7 +153,7 @@ def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> tu
     ignored = sorted(k for k in raw if k not in FleetConfig.model_fields)
     known = {k: v for k, v in raw.items() if k in FleetConfig.model_fields}
     try:
-        return FleetConfig(**known), ignored
+        return FleetConfig.model_validate(known), ignored
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
 
