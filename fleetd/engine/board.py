@@ -29,6 +29,7 @@ class Board:
         self.snapshot = snapshot
         self.where: dict[str, str] = {}
         self.on: dict[str, list[str]] = {m: [] for m in snapshot.machines}
+        self.picky: dict[str, list[str]] = {m: [] for m in snapshot.machines}  # with Conflicts/Replaces
         self.used: dict[str, Resources] = {m: Resources() for m in snapshot.machines}
         self.active_globals: dict[str, Requirements] | None = None  # None: global units not counted
         self.globals: dict[str, tuple[str, ...]] = {}
@@ -53,15 +54,21 @@ class Board:
         return globals_on(self.snapshot.machines[machine], self.active_globals, resident)
 
     def put(self, unit: str, machine: str) -> None:
+        req = self.snapshot.units[unit].requirements
         self.where[unit] = machine
         self.on[machine].append(unit)
-        self.used[machine] += self.snapshot.units[unit].requirements.resources
+        if req.conflicts or req.replaces:
+            self.picky[machine].append(unit)
+        self.used[machine] += req.resources
         self._settle(machine)
 
     def remove(self, unit: str) -> None:
+        req = self.snapshot.units[unit].requirements
         machine = self.where.pop(unit)
         self.on[machine].remove(unit)
-        self.used[machine] -= self.snapshot.units[unit].requirements.resources
+        if req.conflicts or req.replaces:
+            self.picky[machine].remove(unit)
+        self.used[machine] -= req.resources
         self._settle(machine)
 
     def _settle(self, machine: str) -> None:
@@ -93,19 +100,22 @@ class Board:
         there once the units in `displacing` moved away."""
         units, gone = self.snapshot.units, list(displacing)
         running = self.globals_running(machine, gone) if gone else self.globals.get(machine, ())
+        residents = self.on[machine] if req.conflicts else self.picky[machine]  # no globs: only theirs
         return [
             other
-            for other in (*self.on[machine], *running)
+            for other in (*residents, *running)
             if conflicts(name, req, other, units[other].requirements)
         ]
 
     def replacers(self, name: str, req: Requirements, machine: str) -> list[str]:
         """Units on `machine` that replace `name` (a replaced unit may not sit next to its replacer)."""
         units = self.snapshot.units
-        return [o for o in self.on[machine] if replaces(o, units[o].requirements, name, req)]
+        return [o for o in self.picky[machine] if replaces(o, units[o].requirements, name, req)]
 
     def displaced(self, name: str, req: Requirements, machine: str) -> list[str]:
         """Units on `machine` that `name` replaces (they would have to move elsewhere)."""
+        if not req.replaces:
+            return []
         units = self.snapshot.units
         return [o for o in self.on[machine] if replaces(name, req, o, units[o].requirements)]
 

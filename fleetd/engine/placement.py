@@ -31,7 +31,8 @@ class Candidate:
     machine: str
     displaced: tuple[str, ...]
     score: tuple[float, ...]
-    why: str
+    free: Resources
+    zone: str
 
 
 @dataclass
@@ -51,7 +52,8 @@ def place_all(snapshot: Snapshot, board: Board) -> Outcome:
     """
     out = Outcome([], [], [])
     templates: list[Pending] = []
-    queue = _to_place(snapshot, board, templates)
+    order = _order_keys(snapshot)
+    queue = _to_place(snapshot, board, templates, order)
     while queue:
         name = _next_ready(snapshot, queue)
         if name is None:
@@ -62,12 +64,14 @@ def place_all(snapshot: Snapshot, board: Board) -> Outcome:
         if moved:
             queue.extend([*moved, *(p.unit for p in out.pending)])
             out.pending.clear()
-        queue.sort(key=lambda n: _order(snapshot, n))
+            queue.sort(key=order.__getitem__)
     out.pending = sorted(out.pending + templates, key=lambda p: p.unit)
     return out
 
 
-def _to_place(snapshot: Snapshot, board: Board, pending: list[Pending]) -> list[str]:
+def _to_place(
+    snapshot: Snapshot, board: Board, pending: list[Pending], order: dict[str, tuple[float, str]]
+) -> list[str]:
     """Unassigned, active, non-global units, largest first; templates go straight to pending."""
     names = []
     for name, spec in snapshot.units.items():
@@ -77,15 +81,20 @@ def _to_place(snapshot: Snapshot, board: Board, pending: list[Pending]) -> list[
             pending.append(Pending(name, "a template cannot be scheduled; start its instances"))
         else:
             names.append(name)
-    return sorted(names, key=lambda n: _order(snapshot, n))
+    return sorted(names, key=order.__getitem__)
 
 
-def _order(snapshot: Snapshot, name: str) -> tuple[float, str]:
-    demand = snapshot.units[name].requirements.resources
-    biggest = [max((m.capacity.cpu for m in snapshot.machines.values()), default=0),
-               max((m.capacity.memory for m in snapshot.machines.values()), default=0)]
-    shares = [d / c for d, c in zip((demand.cpu, demand.memory), biggest, strict=True) if c]
-    return (-sum(shares), name)
+def _order_keys(snapshot: Snapshot) -> dict[str, tuple[float, str]]:
+    """Sort key per unit: largest first (summed share of the biggest machine), then by name."""
+    machines = snapshot.machines.values()
+    biggest = (max((m.capacity.cpu for m in machines), default=0),
+               max((m.capacity.memory for m in machines), default=0))
+    keys = {}
+    for name, spec in snapshot.units.items():
+        demand = spec.requirements.resources
+        shares = [d / c for d, c in zip((demand.cpu, demand.memory), biggest, strict=True) if c]
+        keys[name] = (-sum(shares), name)
+    return keys
 
 
 def _next_ready(snapshot: Snapshot, queue: list[str]) -> str | None:
@@ -115,6 +124,7 @@ def _place_one(snapshot: Snapshot, board: Board, name: str, out: Outcome) -> lis
         out.pending.append(Pending(name, reason))
         return []
     best = min(candidates, key=lambda c: (c.score, c.machine))
+    why = _why(snapshot, board, spec, best)
     for loser in best.displaced:
         placed_now = [p for p in out.placements if p.assignment.unit == loser]
         if placed_now:
@@ -124,7 +134,7 @@ def _place_one(snapshot: Snapshot, board: Board, name: str, out: Outcome) -> lis
         board.remove(loser)
         board.moved.add(loser)
     board.put(name, best.machine)
-    out.placements.append(Place(_assignment(spec, best.machine), best.why))
+    out.placements.append(Place(_assignment(spec, best.machine), why))
     return list(best.displaced)
 
 
@@ -199,23 +209,38 @@ def _candidate(
     spread: dict[str, int] | None,
 ) -> Candidate:
     req = spec.requirements
-    policy = req.policy or snapshot.policy
-    why = f"follows peer {', '.join(req.machine_of)} (MachineOf)" if req.machine_of else ""
     zone = _spread_value(snapshot, machine, req.spread_by)
     spread_score = float(spread.get(zone, 0)) if spread is not None else 0.0
-    if policy == BINPACK and not req.resources.is_zero:
+    if _packs(snapshot, spec):
         left = free - req.resources
         score = (len(displaced), spread_score, _leftover(board, machine, left), float(board.load(machine)))
-        room = Resources(max(left.cpu, 0), max(left.memory, 0))  # an overcommitted dimension has none
-        why = why or f"best fit: leaves {describe(known(room, board.capacity(machine)))} free"
     else:
         score = (len(displaced), spread_score, float(board.load(machine)), 0.0)
-        why = why or f"least-loaded eligible machine ({board.load(machine)} units)"
-    if spread is not None:
-        why += f"; {req.spread_by}={zone or '(none)'} has {int(spread_score)} of its instances"
-    if displaced:
-        why += f"; moves {', '.join(displaced)} aside (Replaces)"
-    return Candidate(machine, displaced, score, why)
+    return Candidate(machine, displaced, score, free, zone)
+
+
+def _packs(snapshot: Snapshot, spec: UnitSpec) -> bool:
+    """Binpack applies: the unit's (or the cluster's) policy, and the unit needs resources."""
+    req = spec.requirements
+    return (req.policy or snapshot.policy) == BINPACK and not req.resources.is_zero
+
+
+def _why(snapshot: Snapshot, board: Board, spec: UnitSpec, chosen: Candidate) -> str:
+    """The placement reason, in words (built only for the chosen machine)."""
+    req, machine = spec.requirements, chosen.machine
+    if req.machine_of:
+        why = f"follows peer {', '.join(req.machine_of)} (MachineOf)"
+    elif _packs(snapshot, spec):
+        left = chosen.free - req.resources
+        room = Resources(max(left.cpu, 0), max(left.memory, 0))  # an overcommitted dimension has none
+        why = f"best fit: leaves {describe(known(room, board.capacity(machine)))} free"
+    else:
+        why = f"least-loaded eligible machine ({board.load(machine)} units)"
+    if req.spread_by:
+        why += f"; {req.spread_by}={chosen.zone or '(none)'} has {int(chosen.score[1])} of its instances"
+    if chosen.displaced:
+        why += f"; moves {', '.join(chosen.displaced)} aside (Replaces)"
+    return why
 
 
 def _leftover(board: Board, machine: str, left: Resources) -> float:
