@@ -63,6 +63,12 @@ def add_block_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def configure_blocking_units(parser: argparse.ArgumentParser) -> None:
+    """UNIT... plus --no-block/--block-attempts: the arguments of stop, unload and destroy."""
+    add_units_arg(parser)
+    add_block_flags(parser)
+
+
 def add_create_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--replace",

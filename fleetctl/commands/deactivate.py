@@ -13,8 +13,7 @@ from fleetctl import waiting
 from fleetctl.commands.base import (
     Command,
     Context,
-    add_block_flags,
-    add_units_arg,
+    configure_blocking_units,
     find_units,
     go_list,
     names_of,
@@ -90,22 +89,17 @@ async def _move_and_wait(ctx: Context, args: argparse.Namespace, todo: list[sche
     return 0
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    add_units_arg(parser)
-    add_block_flags(parser)
-
-
 STOP = Command(
     "stop",
     "Instruct systemd to stop one or more units in the cluster",
     "fleetctl stop [--no-block|--block-attempts=N] UNIT...",
-    _configure,
+    configure_blocking_units,
     run_stop,
 )
 UNLOAD = Command(
     "unload",
     "Unschedule one or more units in the cluster",
     "fleetctl unload [--no-block|--block-attempts=N] UNIT...",
-    _configure,
+    configure_blocking_units,
     run_unload,
 )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from fleetctl import waiting
 from fleetctl.client import ClientError
-from fleetctl.commands.base import Command, Context, add_block_flags, add_units_arg, find_units
+from fleetctl.commands.base import Command, Context, configure_blocking_units, find_units
 
 
 async def run_destroy(ctx: Context, args: argparse.Namespace) -> int:
@@ -41,15 +41,10 @@ async def destroy_units(ctx: Context, names: Sequence[str], no_block: bool, atte
     return status
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    add_units_arg(parser)
-    add_block_flags(parser)
-
-
 DESTROY = Command(
     "destroy",
     "Destroy one or more units in the cluster (a template: its instances, then itself)",
     "fleetctl destroy [--no-block|--block-attempts=N] UNIT...",
-    _configure,
+    configure_blocking_units,
     run_destroy,
 )

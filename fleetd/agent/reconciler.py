@@ -23,7 +23,7 @@ from fleetd.model.states import TargetState
 from fleetd.model.unit import Unit
 from fleetd.model.unitfile import UnitFile
 from fleetd.registry.store import Registry
-from fleetd.registry.watch import wake_on_change
+from fleetd.registry.watch import wake_on_changes
 from fleetd.systemd.base import UnitManager
 
 RUNNING = frozenset({"active", "activating", "reloading"})
@@ -50,16 +50,15 @@ class Agent:
         return TargetState.LAUNCHED if name in self.started else TargetState.LOADED
 
     async def run(self) -> None:
+        keys = self.registry.keys
+        watches = wake_on_changes(self.registry.kv, (keys.assigned_to(self.machine_id), keys.globals),
+                                  self.wakeup.poke, self._watch_interrupted)
         async with asyncio.TaskGroup() as group:
-            for prefix in (self.registry.keys.assigned_to(self.machine_id), self.registry.keys.globals):
-                group.create_task(self._watch(prefix), name=f"agent-watch:{prefix}")
+            group.create_task(watches, name="agent-watches")
             group.create_task(self._loop(), name="agent-loop")
 
-    async def _watch(self, prefix: str) -> None:
-        def on_error(exc: Exception) -> None:
-            self.log.debug("watch interrupted; resuming", prefix=prefix, error=str(exc))
-
-        await wake_on_change(self.registry.kv, prefix, self.wakeup.poke, on_error)
+    def _watch_interrupted(self, prefix: str, exc: Exception) -> None:
+        self.log.debug("watch interrupted; resuming", prefix=prefix, error=str(exc))
 
     async def _loop(self) -> None:
         while True:

@@ -19,7 +19,7 @@ from fleetd.model.requirements import Requirements, parse_requirements
 from fleetd.model.unitfile import UnitFile
 from fleetd.registry.kv import Op
 from fleetd.registry.store import Registry
-from fleetd.registry.watch import wake_on_change
+from fleetd.registry.watch import wake_on_changes
 
 
 class LeaseSource(Protocol):
@@ -45,17 +45,15 @@ class Engine:
         self.log = get_logger("engine", machine=machine_id[:8])
 
     async def run(self) -> None:
+        keys = self.registry.keys
+        watches = wake_on_changes(self.registry.kv, (keys.units, keys.machines, keys.leader),
+                                  self.wakeup.poke, self._watch_interrupted)
         async with asyncio.TaskGroup() as group:
-            for prefix in (self.registry.keys.units, self.registry.keys.machines,
-                           self.registry.keys.leader):
-                group.create_task(self._watch(prefix), name=f"engine-watch:{prefix}")
+            group.create_task(watches, name="engine-watches")
             group.create_task(self._loop(), name="engine-loop")
 
-    async def _watch(self, prefix: str) -> None:
-        def on_error(exc: Exception) -> None:
-            self.log.debug("watch interrupted; resuming", prefix=prefix, error=str(exc))
-
-        await wake_on_change(self.registry.kv, prefix, self.wakeup.poke, on_error)
+    def _watch_interrupted(self, prefix: str, exc: Exception) -> None:
+        self.log.debug("watch interrupted; resuming", prefix=prefix, error=str(exc))
 
     async def _loop(self) -> None:
         while True:

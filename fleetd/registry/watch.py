@@ -13,9 +13,10 @@ share one watch response), so resuming from the last delivered revision + 1 lose
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -136,3 +137,13 @@ async def wake_on_change(kv: KV, prefix: str, wake: Callable[[], None],
             _report(on_error, exc)
             await asyncio.sleep(retry_delay)
     await follow(kv, prefix, start + 1, lambda _event: wake(), relist, on_error=on_error)
+
+
+async def wake_on_changes(kv: KV, prefixes: Sequence[str], wake: Callable[[], None],
+                          on_error: Callable[[str, Exception], None]) -> NoReturn:
+    """`wake_on_change` for several prefixes at once; `on_error(prefix, exc)` says which one."""
+    async with asyncio.TaskGroup() as group:
+        for prefix in prefixes:
+            report: OnError = functools.partial(on_error, prefix)
+            group.create_task(wake_on_change(kv, prefix, wake, report), name=f"watch:{prefix}")
+    raise AssertionError("watches never end")  # pragma: no cover

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
+from test_scheduler import evicted, pending, placed  # the plan readers fleet's rule tests use
 
 from fleetd.engine.scheduler import BINPACK, SPREAD, Evict, Plan, Snapshot, UnitSpec, schedule
 from fleetd.model.machine import Machine
@@ -45,18 +46,6 @@ def snap(
 ) -> Snapshot:
     assignments = {u: Assignment(u, m, "h1", LAUNCHED) for u, m in assigned.items()}
     return Snapshot({s.unit.name: s for s in units}, {m.id: m for m in machines}, assignments, policy)
-
-
-def placed(plan: Plan) -> dict[str, str]:
-    return {p.assignment.unit: p.assignment.machine for p in plan.placements}
-
-
-def pending(plan: Plan) -> dict[str, str]:
-    return {p.unit: p.reason for p in plan.pending}
-
-
-def evicted(plan: Plan) -> dict[str, str]:
-    return {e.unit: e.reason for e in plan.evictions}
 
 
 # --- resources ------------------------------------------------------------------------------
