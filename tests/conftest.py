@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from cluster import ClusterError, LocalCluster
-from etcd_server import ETCD, EtcdCluster
+from bench.etcd_server import ETCD, EtcdCluster
 
 
 def _in_ci() -> bool:

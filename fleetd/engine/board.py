@@ -1,19 +1,31 @@
 """The scheduler's working copy of the cluster during one pass (local to one `schedule` call).
 
 Owns who runs where, what each machine has left (capacity minus units and global units), whether
-a demand fits, and the pairwise checks against the units already on a machine: conflicts and Replaces.
+a demand fits, the pairwise checks against the units already on a machine (conflicts and
+Replaces), which machines a unit's MachineID/MachineMetadata allow (computed once per distinct
+requirement per pass), and the policy orders of `fleetd.engine.order` (built on first use, then
+kept up to date on every change).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fleetd.engine.order import UNLIMITED, MachineOrder
 from fleetd.engine.plan import Snapshot
 from fleetd.model.globals import globals_on
-from fleetd.model.requirements import Requirements, conflicts, replaces
+from fleetd.model.machine import Machine
+from fleetd.model.metadata import MetadataRequirement
+from fleetd.model.requirements import (
+    Requirements,
+    conflicts,
+    machine_id_matches,
+    metadata_matches,
+    replaces,
+)
 from fleetd.model.resources import Resources
 
-UNLIMITED = 1 << 62
+__all__ = ["UNLIMITED", "Board", "fits"]
 
 
 def fits(demand: Resources, free: Resources) -> bool:
@@ -34,6 +46,9 @@ class Board:
         self.active_globals: dict[str, Requirements] | None = None  # None: global units not counted
         self.globals: dict[str, tuple[str, ...]] = {}
         self.moved: set[str] = set()
+        self.machine_order: MachineOrder | None = None
+        self._free: dict[str, Resources] = {}
+        self._eligible: dict[tuple[str | None, MetadataRequirement], frozenset[str] | None] = {}
         for name in kept:
             self.put(name, snapshot.assignments[name].machine)
 
@@ -43,11 +58,13 @@ class Board:
         self.active_globals = {n: s.requirements for n, s in specs if s.requirements.is_global and s.active}
         for machine in self.snapshot.machines:
             self.globals[machine] = self.globals_running(machine)
+        self._free.clear()
+        self.machine_order = None
 
     def globals_running(self, machine: str, displacing: Iterable[str] = ()) -> tuple[str, ...]:
         """The global units that run on `machine`, as if the units in `displacing` had moved away
         (a global unit they keep off would then run)."""
-        if self.active_globals is None:
+        if not self.active_globals:
             return ()
         gone, units = set(displacing), self.snapshot.units
         resident = {n: units[n].requirements for n in self.on[machine] if n not in gone}
@@ -60,7 +77,7 @@ class Board:
         if req.conflicts or req.replaces:
             self.picky[machine].append(unit)
         self.used[machine] += req.resources
-        self._settle(machine)
+        self._settle(machine, req.resources.is_zero)
 
     def remove(self, unit: str) -> None:
         req = self.snapshot.units[unit].requirements
@@ -69,11 +86,33 @@ class Board:
         if req.conflicts or req.replaces:
             self.picky[machine].remove(unit)
         self.used[machine] -= req.resources
-        self._settle(machine)
+        self._settle(machine, req.resources.is_zero)
 
-    def _settle(self, machine: str) -> None:
-        if self.active_globals is not None:
+    def _settle(self, machine: str, same_room: bool) -> None:
+        """A unit came or went: global units may change, and the machine moves in the orders.
+        `same_room`: the unit needs no resources (free capacity changes only with global units)."""
+        if self.active_globals:
             self.globals[machine] = self.globals_running(machine)
+            same_room = False
+        if not same_room:
+            self._free.pop(machine, None)
+        if self.machine_order is not None:
+            self.machine_order.update(machine, same_room)
+
+    def order(self) -> MachineOrder:
+        """The policy orders over every machine (built on first use, then kept up to date)."""
+        if self.machine_order is None:
+            self.machine_order = MachineOrder(self.snapshot.machines, self.capacity, self.load, self.free)
+        return self.machine_order
+
+    def eligible(self, req: Requirements) -> frozenset[str] | None:
+        """The machines MachineID and MachineMetadata allow (None: every machine)."""
+        key = (req.machine_id, req.metadata)
+        if key not in self._eligible:
+            machines = self.snapshot.machines.values()
+            allowed = frozenset(m.id for m in machines if _allows(req, m))
+            self._eligible[key] = None if len(allowed) == len(self.snapshot.machines) else allowed
+        return self._eligible[key]
 
     def load(self, machine: str) -> int:
         """Units on the machine, global units included (fleet's load)."""
@@ -88,10 +127,15 @@ class Board:
         """What is left on `machine` after its units and global units, as if the units in
         `displacing` had moved away (and the global units they keep off were running)."""
         units, gone = self.snapshot.units, list(displacing)
+        if not gone and machine in self._free:
+            return self._free[machine]
         running = self.globals_running(machine, gone) if gone else self.globals.get(machine, ())
         freed = sum((units[u].requirements.resources for u in gone), Resources())
         taken = sum((units[g].requirements.resources for g in running), Resources())
-        return self.capacity(machine) - self.used[machine] + freed - taken
+        free = self.capacity(machine) - self.used[machine] + freed - taken
+        if not gone:
+            self._free[machine] = free
+        return free
 
     def conflicting(
         self, name: str, req: Requirements, machine: str, displacing: Iterable[str] = ()
@@ -128,3 +172,7 @@ class Board:
             moving += [o for o in self.on[machine]
                        if leader in units[o].requirements.machine_of and o not in moving]
         return moving[len(leaders):]
+
+
+def _allows(req: Requirements, machine: Machine) -> bool:
+    return machine_id_matches(req, machine.id) and metadata_matches(req, machine.metadata)

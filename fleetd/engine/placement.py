@@ -12,6 +12,7 @@ policy.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from fleetd.engine.board import UNLIMITED, Board, fits
@@ -22,6 +23,8 @@ from fleetd.model.names import parse_name
 from fleetd.model.requirements import replaces
 from fleetd.model.resources import Resources, describe
 from fleetd.model.unit import Assignment
+
+TOLERANCE = 1e-9  # leftovers are sums of float shares: never rule out a machine on rounding
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,26 +56,55 @@ def place_all(snapshot: Snapshot, board: Board) -> Outcome:
     out = Outcome([], [], [])
     templates: list[Pending] = []
     order = _order_keys(snapshot)
-    queue = _to_place(snapshot, board, templates, order)
-    while queue:
-        name = _next_ready(snapshot, queue)
-        if name is None:
-            _pend_cycles(snapshot, queue, out.pending)
-            break
-        queue.remove(name)
+    queue = _Queue(snapshot, order, _to_place(snapshot, board, templates))
+    while (name := queue.pop()) is not None:
         moved = _place_one(snapshot, board, name, out)
         if moved:
-            queue.extend([*moved, *(p.unit for p in out.pending)])
+            queue.add([*moved, *(p.unit for p in out.pending)])
             out.pending.clear()
-            queue.sort(key=order.__getitem__)
+    _pend_cycles(snapshot, queue.stuck(), out.pending)
     out.pending = sorted(out.pending + templates, key=lambda p: p.unit)
     return out
 
 
-def _to_place(
-    snapshot: Snapshot, board: Board, pending: list[Pending], order: dict[str, tuple[float, str]]
-) -> list[str]:
-    """Unassigned, active, non-global units, largest first; templates go straight to pending."""
+class _Queue:
+    """Units waiting to be placed, in placement order; a unit whose MachineOf peer still waits is
+    held back until that peer leaves the queue."""
+
+    def __init__(self, snapshot: Snapshot, order: dict[str, tuple[float, str]], names: list[str]) -> None:
+        self.snapshot, self.order = snapshot, order
+        self.heap = [order[n] for n in names]
+        heapq.heapify(self.heap)
+        self.waiting = set(names)
+        self.held: list[str] = []
+
+    def add(self, names: list[str]) -> None:
+        for name in names:
+            if name not in self.waiting:
+                self.waiting.add(name)
+                heapq.heappush(self.heap, self.order[name])
+
+    def pop(self) -> str | None:
+        """The first waiting unit none of whose peers waits; None when there is none."""
+        while self.heap:
+            name = heapq.heappop(self.heap)[1]
+            if any(p in self.waiting for p in self.snapshot.units[name].requirements.machine_of):
+                self.held.append(name)
+                continue
+            self.waiting.discard(name)
+            for held in self.held:  # they may be ready now that `name` has left the queue
+                heapq.heappush(self.heap, self.order[held])
+            self.held.clear()
+            return name
+        return None
+
+    def stuck(self) -> list[str]:
+        """Units held back by peers that are held back too (MachineOf cycles), in order."""
+        return sorted(self.held, key=self.order.__getitem__)
+
+
+def _to_place(snapshot: Snapshot, board: Board, pending: list[Pending]) -> list[str]:
+    """Unassigned, active, non-global units; templates go straight to pending."""
     names = []
     for name, spec in snapshot.units.items():
         if name in board.where or not spec.active or spec.requirements.is_global:
@@ -81,7 +113,7 @@ def _to_place(
             pending.append(Pending(name, "a template cannot be scheduled; start its instances"))
         else:
             names.append(name)
-    return sorted(names, key=order.__getitem__)
+    return names
 
 
 def _order_keys(snapshot: Snapshot) -> dict[str, tuple[float, str]]:
@@ -95,15 +127,6 @@ def _order_keys(snapshot: Snapshot) -> dict[str, tuple[float, str]]:
         shares = [d / c for d, c in zip((demand.cpu, demand.memory), biggest, strict=True) if c]
         keys[name] = (-sum(shares), name)
     return keys
-
-
-def _next_ready(snapshot: Snapshot, queue: list[str]) -> str | None:
-    """The first queued unit none of whose MachineOf peers is still queued."""
-    waiting = set(queue)
-    for name in queue:
-        if not any(p in waiting for p in snapshot.units[name].requirements.machine_of):
-            return name
-    return None
 
 
 def _pend_cycles(snapshot: Snapshot, queue: list[str], pending: list[Pending]) -> None:
@@ -123,7 +146,7 @@ def _place_one(snapshot: Snapshot, board: Board, name: str, out: Outcome) -> lis
             reason += f" (machine {board.where[peers[0]][:8]} of peer {', '.join(peers)})"
         out.pending.append(Pending(name, reason))
         return []
-    best = min(candidates, key=lambda c: (c.score, c.machine))
+    best = min(candidates, key=_rank)
     why = _why(snapshot, board, spec, best)
     for loser in best.displaced:
         placed_now = [p for p in out.placements if p.assignment.unit == loser]
@@ -161,7 +184,10 @@ def _evaluate(snapshot: Snapshot, board: Board, spec: UnitSpec) -> tuple[list[Ca
         if len(machines) > 1:
             return [], [Refusal("peer", f"peers {', '.join(peers)} are on different machines")]
     else:
-        machines = sorted(snapshot.machines)
+        best = _quick(snapshot, board, spec)
+        if best is not None:
+            return [best], []
+        machines = sorted(snapshot.machines)  # nothing fits: every machine's refusal, for the reason
     candidates, refusals = [], []
     spread = _spread_counts(snapshot, board, spec)
     for machine in machines:
@@ -173,11 +199,65 @@ def _evaluate(snapshot: Snapshot, board: Board, spec: UnitSpec) -> tuple[list[Ca
     return candidates, refusals
 
 
+def _quick(snapshot: Snapshot, board: Board, spec: UnitSpec) -> Candidate | None:
+    """The best machine without scoring every machine, when the score allows it (no Replaces, no
+    SpreadBy: only the policy decides); None when it does not, or when no machine can take it.
+
+    A unit allowed on few machines (MachineID, narrow metadata) checks just those; otherwise the
+    policy order is walked, skipping machines the unit's metadata rules out.
+    """
+    req = spec.requirements
+    if req.replaces or req.spread_by:
+        return None
+    allowed = board.eligible(req)
+    if allowed is not None and len(allowed) * 8 < len(snapshot.machines):
+        checked = [_check(snapshot, board, spec, m, None) for m in sorted(allowed)]
+        return min((c for c in checked if isinstance(c, Candidate)), key=_rank, default=None)
+    if _packs(snapshot, spec):
+        return _best_fit(snapshot, board, spec, allowed)
+    for _, machine in board.order().by_load:
+        if allowed is None or machine in allowed:
+            result = _check(snapshot, board, spec, machine, None, screened=True)
+            if isinstance(result, Candidate):
+                return result
+    return None
+
+
+def _best_fit(snapshot: Snapshot, board: Board, spec: UnitSpec, allowed: frozenset[str] | None
+              ) -> Candidate | None:
+    """Binpack through the shelves of `fleetd.engine.order`: a shelf's first machine that takes
+    the unit is the shelf's best; stop once no shelf left can leave less over."""
+    demand = spec.requirements.resources
+    best: Candidate | None = None
+    for lowest, share, machines in board.order().shelves(demand):
+        if best is not None and lowest > best.score[2] + TOLERANCE:
+            break
+        for room, _, machine in machines:
+            if best is not None and room - share > best.score[2] + TOLERANCE:
+                break
+            if (allowed is not None and machine not in allowed) or not fits(demand, board.free(machine)):
+                continue
+            found = _check(snapshot, board, spec, machine, None, screened=True)
+            if isinstance(found, Candidate):
+                if best is None or _rank(found) < _rank(best):
+                    best = found
+                break
+    return best
+
+
+def _rank(candidate: Candidate) -> tuple[tuple[float, ...], str]:
+    """Lower is better: the score, then the machine id."""
+    return candidate.score, candidate.machine
+
+
 def _check(
-    snapshot: Snapshot, board: Board, spec: UnitSpec, machine: str, spread: dict[str, int] | None
+    snapshot: Snapshot, board: Board, spec: UnitSpec, machine: str, spread: dict[str, int] | None,
+    screened: bool = False,
 ) -> Candidate | Refusal:
+    """Can `machine` take the unit, and at what cost? `screened`: MachineID and metadata are
+    known to allow it already."""
     name, req = spec.unit.name, spec.requirements
-    refusal = machine_refusal(req, snapshot.machines[machine])
+    refusal = None if screened else machine_refusal(req, snapshot.machines[machine])
     if refusal:
         kind = "machine_id" if "MachineID" in refusal else "metadata"
         return Refusal(kind, f"machine {machine[:8]} {refusal}")

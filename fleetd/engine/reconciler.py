@@ -1,31 +1,47 @@
-"""The engine: leader election, then gather -> schedule (pure) -> commit, on every wake.
+"""The engine: leader election, then an in-memory model fed by watches -> schedule -> commit.
 
-Only the leader acts. Its writes are fenced with the leader key's create revision, so a
-deposed leader's late writes are refused and it steps down. Wakes come from watches on
-units/ and machines/ and from a timer (engine_reconcile_interval).
+Every fleetd without disable_engine runs one and watches only the leader key until it wins
+the campaign. The leader then reads machines/, assign/, pending/ and units/ in one txn (one
+consistent snapshot), follows each prefix with a watch from that revision on, and keeps
+`fleetd.engine.model.Model` up to date from the events. A pass reads nothing from etcd (only
+a unit file the model has never seen is fetched, once per content hash); it runs when the
+model changed since the last pass, and its writes go out in fenced txns of at most 128 ops,
+a few in flight at once, evictions before placements. A prefix is listed again only after a
+compaction made its watch lose history.
+
+Its writes are fenced with the leader key's create revision, so a deposed leader's late writes
+are refused and it steps down; it also steps down when the leader key's watch shows the key
+gone or taken by someone else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from fleetd.engine.scheduler import BINPACK, Plan, Snapshot, UnitSpec, schedule
-from fleetd.errors import Fenced, InvalidInput, RegistryUnavailable
+from fleetd.engine.model import SECTIONS, Model
+from fleetd.engine.scheduler import BINPACK, Plan, schedule
+from fleetd.errors import Fenced, RegistryUnavailable
 from fleetd.logs import get_logger
 from fleetd.loop import Wakeup
-from fleetd.model.requirements import Requirements, parse_requirements
-from fleetd.model.unitfile import UnitFile
-from fleetd.registry.kv import Op
+from fleetd.registry.kv import Op, WatchEvent
 from fleetd.registry.store import Registry
-from fleetd.registry.watch import wake_on_changes
+from fleetd.registry.watch import follow
+
+DETAIL_LIMIT = 50  # passes with more actions log a summary at info and each action at debug
 
 
 class LeaseSource(Protocol):
     """Anything with a current `lease` id (the Heart); 0 while unregistered."""
 
     lease: int
+
+
+class LostLeadership(Exception):
+    """The leader key is no longer ours: stop acting on the model."""
 
 
 class Engine:
@@ -39,18 +55,41 @@ class Engine:
         self.interval = interval
         self.policy = policy
         self.token: int | None = None
+        self.model: Model | None = None
         self.wakeup = Wakeup()
-        self._requirements: dict[str, Requirements] = {}
+        self._deposed = False
+        self._decided = -1  # model version the last complete pass decided on
         self._last_pending: dict[str, str] = {}
         self.log = get_logger("engine", machine=machine_id[:8])
 
     async def run(self) -> None:
-        keys = self.registry.keys
-        watches = wake_on_changes(self.registry.kv, (keys.units, keys.machines, keys.leader),
-                                  self.wakeup.poke, self._watch_interrupted)
         async with asyncio.TaskGroup() as group:
-            group.create_task(watches, name="engine-watches")
+            group.create_task(self._watch_leader(), name="engine-leader-watch")
             group.create_task(self._loop(), name="engine-loop")
+
+    # leadership ----------------------------------------------------------------------------
+
+    async def _watch_leader(self) -> None:
+        key = self.registry.keys.leader
+
+        async def relist() -> int:
+            listing = await self.registry.kv.get_prefix(key)
+            mine = any(kv.key == key and kv.create_revision == self.token for kv in listing.items)
+            self._on_leader_change(mine)
+            return listing.revision
+
+        report = functools.partial(self._watch_interrupted, key)
+        start = await _retrying(relist, report)
+        await follow(self.registry.kv, key, start + 1, self._leader_event, relist, on_error=report)
+
+    def _leader_event(self, event: WatchEvent) -> None:
+        if event.key == self.registry.keys.leader:
+            self._on_leader_change(event.kind == "put" and event.value == self.machine_id)
+
+    def _on_leader_change(self, still_mine: bool) -> None:
+        if self.token is not None and not still_mine:
+            self._deposed = True
+        self.wakeup.poke()
 
     def _watch_interrupted(self, prefix: str, exc: Exception) -> None:
         self.log.debug("watch interrupted; resuming", prefix=prefix, error=str(exc))
@@ -58,24 +97,14 @@ class Engine:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.reconcile()
-            except RegistryUnavailable as exc:
-                self.log.warning("etcd unavailable; reconcile skipped", error=str(exc))
+                if await self._lead():
+                    await self._lead_session()
+            except* RegistryUnavailable as group:
+                self.log.warning("etcd unavailable; scheduling paused", error=str(group.exceptions[0]))
+            except* LostLeadership as group:
+                self.log.warning("engine leadership lost", reason=str(group.exceptions[0]))
+                self._step_down()
             await self.wakeup.wait(self.interval)
-
-    async def reconcile(self) -> None:
-        if not await self._lead():
-            return
-        started = time.monotonic()
-        plan = schedule(await self.snapshot())
-        ops = self._apply_ops(plan) + self._pending_ops(plan, await self.registry.list_pending())
-        try:
-            txns = await self.registry.commit(self.token or 0, ops) if ops else 0
-        except Fenced:
-            self.log.warning("engine leadership lost: fenced write refused")
-            self.token = None
-            return
-        self._report(plan, txns, time.monotonic() - started)
 
     async def _lead(self) -> bool:
         if self.token is not None:
@@ -84,40 +113,95 @@ class Engine:
             return False
         self.token = await self.registry.campaign(self.machine_id, self.lease.lease)
         if self.token is not None:
+            self._deposed = False
             self.log.info("engine leadership acquired", token=self.token)
         return self.token is not None
 
-    async def snapshot(self) -> Snapshot:
-        units, machines, assignments = await asyncio.gather(
-            self.registry.list_units(), self.registry.list_machines(),
-            self.registry.list_assignments())
-        specs = {}
-        for unit in units:
-            req = await self._requirements_of(unit.name, unit.hash)
-            if req is not None:
-                specs[unit.name] = UnitSpec(unit=unit, requirements=req)
-        return Snapshot(units=specs, machines={m.id: m for m in machines},
-                        assignments={a.unit: a for a in assignments}, policy=self.policy)
+    def _step_down(self) -> None:
+        self.token = None
+        self.model = None
+        self._decided = -1
+        self._last_pending = {}
 
-    async def _requirements_of(self, name: str, digest: str) -> Requirements | None:
-        key = f"{name}\0{digest}"
-        if key not in self._requirements:
-            text = await self.registry.get_file(digest)
-            if text is None:
-                self.log.error("unit file missing from registry", unit=name, hash=digest)
-                return None
+    # the leader's session ------------------------------------------------------------------
+
+    async def _lead_session(self) -> None:
+        """Build the model, follow the registry and schedule until leadership is lost."""
+        model = Model(self.registry.keys)
+        started = time.monotonic()
+        listings = await self.registry.kv.get_prefixes([model.prefix(s) for s in SECTIONS])
+        revisions = {}
+        for section, listing in zip(SECTIONS, listings, strict=True):
+            model.load(section, listing.items, listing.revision)
+            revisions[section] = listing.revision
+        self.model = model
+        self.log.info("registry loaded", units=len(model.units), machines=len(model.machines),
+                      assignments=len(model.assignments), seconds=round(time.monotonic() - started, 3))
+        async with asyncio.TaskGroup() as group:
+            for section, revision in revisions.items():
+                group.create_task(self._follow(model, section, revision), name=f"engine-{section}")
+            group.create_task(self._passes(model), name="engine-passes")
+
+    async def _relist(self, model: Model, section: str) -> int:
+        listing = await self.registry.kv.get_prefix(model.prefix(section))
+        model.load(section, listing.items, listing.revision)
+        self.wakeup.poke()
+        return listing.revision
+
+    async def _follow(self, model: Model, section: str, revision: int) -> None:
+        def on_event(event: WatchEvent) -> None:
+            if model.apply(event):
+                self.wakeup.poke()
+
+        prefix = model.prefix(section)
+        await follow(self.registry.kv, prefix, revision + 1, on_event,
+                     functools.partial(self._relist, model, section),
+                     on_error=functools.partial(self._watch_interrupted, prefix))
+
+    async def _passes(self, model: Model) -> None:
+        while True:
+            if self._deposed:
+                raise LostLeadership("the leader key was deleted or taken over")
             try:
-                self._requirements[key] = parse_requirements(name, UnitFile.parse(text))
-            except InvalidInput as exc:
-                self.log.error("stored unit file is invalid", unit=name, error=str(exc))
-                return None
-        return self._requirements[key]
+                await self.reconcile(model)
+            except RegistryUnavailable as exc:
+                self.log.warning("etcd unavailable; reconcile skipped", error=str(exc))
+            await self.wakeup.wait(self.interval)
 
-    def _apply_ops(self, plan: Plan) -> list[Op]:
-        ops: list[Op] = [self.registry.evict_op(e.unit, e.machine) for e in plan.evictions]
-        ops += [self.registry.place_op(u.assignment) for u in plan.updates]
-        ops += [self.registry.place_op(p.assignment) for p in plan.placements]
-        return ops
+    async def reconcile(self, model: Model) -> None:
+        """One pass, if the model changed since the last one: decide (pure) and commit."""
+        await self._fetch_files(model)
+        if model.version == self._decided:
+            return
+        version, started = model.version, time.monotonic()
+        plan = schedule(model.snapshot(self.policy))
+        placed = {self.registry.keys.assignment(a.machine, a.unit): a
+                  for a in [*(u.assignment for u in plan.updates), *(p.assignment for p in plan.placements)]}
+        first = self._evict_ops(plan)
+        then = [self.registry.place_op(a) for a in placed.values()] + self._pending_ops(plan, model.pending)
+        decided = time.monotonic()
+
+        def committed(batch: Sequence[Op], revision: int) -> None:
+            model.record_commit(batch, revision, placed)
+
+        try:  # evictions land before placements: a moved unit never runs in two places
+            txns = await self.registry.commit(self.token or 0, first, on_batch=committed)
+            txns += await self.registry.commit(self.token or 0, then, on_batch=committed)
+        except Fenced as exc:
+            raise LostLeadership(str(exc)) from exc
+        ops = first + then
+        self._decided = -1 if ops else version  # after writing, one more pass confirms
+        self._report(plan, txns, decided - started, time.monotonic() - decided)
+
+    async def _fetch_files(self, model: Model) -> None:
+        """Read the unit files the model lacks: once per content hash, never per placement."""
+        for digest in sorted(model.missing_files()):
+            for problem in model.add_file(digest, await self.registry.get_file(digest)):
+                self.log.error("unit cannot be scheduled", problem=problem)
+
+    def _evict_ops(self, plan: Plan) -> list[Op]:
+        return [self.registry.evict_op(e.unit, e.machine) for e in plan.evictions]
+
 
     def _pending_ops(self, plan: Plan, stored: dict[str, str]) -> list[Op]:
         """Write reasons that are new or changed; clear those of units no longer pending."""
@@ -125,20 +209,45 @@ class Engine:
         ops = [self.registry.pending_op(u, r) for u, r in sorted(reasons.items()) if stored.get(u) != r]
         return ops + [self.registry.pending_op(u, None) for u in sorted(stored) if u not in reasons]
 
-    def _report(self, plan: Plan, txns: int, seconds: float) -> None:
+    # logging ---------------------------------------------------------------------------------
+
+    def _report(self, plan: Plan, txns: int, decide_s: float, commit_s: float) -> None:
+        actions = len(plan.evictions) + len(plan.updates) + len(plan.placements)
+        detail = self.log.info if actions <= DETAIL_LIMIT else self.log.debug
         for e in plan.evictions:
-            self.log.info("unit unscheduled", unit=e.unit, machine=e.machine[:8], reason=e.reason)
+            detail("unit unscheduled", unit=e.unit, machine=e.machine[:8], reason=e.reason)
         for u in plan.updates:
-            self.log.info("unit placement updated", unit=u.assignment.unit,
-                          machine=u.assignment.machine[:8], desired=u.assignment.desired.value,
-                          reason=u.reason)
+            detail("unit placement updated", unit=u.assignment.unit, machine=u.assignment.machine[:8],
+                   desired=u.assignment.desired.value, reason=u.reason)
         for p in plan.placements:
-            self.log.info("unit scheduled", unit=p.assignment.unit,
-                          machine=p.assignment.machine[:8], reason=p.reason)
+            detail("unit scheduled", unit=p.assignment.unit, machine=p.assignment.machine[:8],
+                   reason=p.reason)
+        self._report_pending(plan)
+        if actions > DETAIL_LIMIT:
+            self.log.info("plan committed", scheduled=len(plan.placements), updated=len(plan.updates),
+                          unscheduled=len(plan.evictions), pending=len(plan.pending), txns=txns,
+                          decide_s=round(decide_s, 3), commit_s=round(commit_s, 3))
+        elif txns:
+            self.log.debug("plan committed", txns=txns, decide_s=round(decide_s, 4),
+                           commit_s=round(commit_s, 4))
+
+    def _report_pending(self, plan: Plan) -> None:
         pending = {p.unit: p.reason for p in plan.pending}
-        for unit, reason in pending.items():
-            if self._last_pending.get(unit) != reason:
-                self.log.warning("unit cannot be scheduled", unit=unit, reason=reason)
+        fresh = {u: r for u, r in pending.items() if self._last_pending.get(u) != r}
+        detail = self.log.warning if len(fresh) <= DETAIL_LIMIT else self.log.debug
+        for unit, reason in fresh.items():
+            detail("unit cannot be scheduled", unit=unit, reason=reason)
+        if len(fresh) > DETAIL_LIMIT:
+            self.log.warning("units cannot be scheduled", count=len(fresh),
+                             example=next(iter(fresh.items())))
         self._last_pending = pending
-        if txns:
-            self.log.debug("plan committed", txns=txns, seconds=round(seconds, 4))
+
+
+async def _retrying(read: Callable[[], Awaitable[int]], report: Callable[[Exception], None]) -> int:
+    """Call `read()` until etcd answers; return what it returned (a revision)."""
+    while True:
+        try:
+            return await read()
+        except RegistryUnavailable as exc:
+            report(exc)
+            await asyncio.sleep(0.5)

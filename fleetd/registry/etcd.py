@@ -260,6 +260,22 @@ class EtcdKV:
             resp = await self._kv().Range(request, timeout=self.request_timeout)
         return Listing(tuple(_keyvalue(kv) for kv in resp.kvs), resp.header.revision)
 
+    async def get_prefixes(self, prefixes: Sequence[str]) -> list[Listing]:
+        ranges = [rpc.RequestOp(request_range=rpc.RangeRequest(key=raw, range_end=_prefix_end(raw)))
+                  for raw in (p.encode() for p in prefixes)]
+        with _translated():
+            resp = await self._kv().Txn(rpc.TxnRequest(success=ranges), timeout=self.request_timeout)
+        revision = resp.header.revision
+        return [Listing(tuple(_keyvalue(kv) for kv in r.response_range.kvs), revision)
+                for r in resp.responses]
+
+    async def count(self, prefix: str) -> int:
+        raw = prefix.encode()
+        request = rpc.RangeRequest(key=raw, range_end=_prefix_end(raw), count_only=True)
+        with _translated():
+            resp = await self._kv().Range(request, timeout=self.request_timeout)
+        return int(resp.count)
+
     # writes -----------------------------------------------------------------------------
 
     async def put(self, key: str, value: str, lease: int = 0) -> int:

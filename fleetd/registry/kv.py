@@ -81,6 +81,14 @@ class KV(Protocol):
 
     async def get_prefix(self, prefix: str) -> Listing: ...
 
+    async def get_prefixes(self, prefixes: Sequence[str]) -> list[Listing]:
+        """Several prefix reads at one store revision (one consistent snapshot)."""
+        ...
+
+    async def count(self, prefix: str) -> int:
+        """How many keys start with `prefix` (no values are transferred)."""
+        ...
+
     async def put(self, key: str, value: str, lease: int = 0) -> int:
         """Store the value; return the new store revision."""
         ...

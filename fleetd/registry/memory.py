@@ -96,6 +96,13 @@ class MemoryKV:
         keys = sorted((k for k in self._data if k.startswith(prefix)), key=str.encode)
         return Listing(items=tuple(self._data[k] for k in keys), revision=self._revision)
 
+    async def get_prefixes(self, prefixes: Sequence[str]) -> list[Listing]:
+        return [await self.get_prefix(p) for p in prefixes]
+
+    async def count(self, prefix: str) -> int:
+        self._check()
+        return sum(1 for k in self._data if k.startswith(prefix))
+
     # writes -----------------------------------------------------------------------------
 
     async def put(self, key: str, value: str, lease: int = 0) -> int:

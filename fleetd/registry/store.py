@@ -6,7 +6,8 @@ leader's fencing compare (the create revision of the leader key).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 
 from fleetd.errors import Fenced
 from fleetd.model.machine import Machine
@@ -164,15 +165,35 @@ class Registry:
         key = self.keys.pending_reason(unit)
         return Put(key, reason) if reason is not None else Delete(key)
 
-    async def commit(self, token: int, ops: Sequence[Op]) -> int:
-        """Apply leader writes in fenced batches; return how many txns it took.
+    async def commit(self, token: int, ops: Sequence[Op],
+                     on_batch: Callable[[Sequence[Op], int], None] | None = None,
+                     in_flight: int = 4) -> int:
+        """Apply leader writes in fenced batches, up to `in_flight` txns at a time (so the ops
+        of one call must not depend on each other's order); return how many txns it took.
 
-        Raises `Fenced` as soon as a batch is refused: the leader key is no longer ours.
+        `on_batch(batch, revision)` is told of each batch etcd accepted, as soon as it did.
+        Raises `Fenced` once a batch is refused: the leader key is no longer ours.
         """
         fence = [Compare(self.keys.leader, "create", "==", token)]
         batches = [ops[i:i + MAX_TXN_OPS] for i in range(0, len(ops), MAX_TXN_OPS)]
-        for batch in batches:
-            result = await self.kv.txn(fence, batch)
+        gate = asyncio.Semaphore(in_flight)
+
+        async def send(batch: Sequence[Op]) -> None:
+            async with gate:
+                result = await self.kv.txn(fence, batch)
             if not result.succeeded:
                 raise Fenced("leader key changed; this engine is no longer leader")
+            if on_batch is not None:
+                on_batch(batch, result.revision)
+
+        if len(batches) == 1:
+            await send(batches[0])
+        elif batches:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for batch in batches:
+                        group.create_task(send(batch))
+            except ExceptionGroup as failed:  # report one cause, the fencing first
+                fenced = failed.subgroup(Fenced)
+                raise (fenced or failed).exceptions[0] from None
         return len(batches)

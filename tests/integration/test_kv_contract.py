@@ -120,6 +120,25 @@ async def test_get_prefix_is_key_sorted_with_revision(h: Harness) -> None:
     assert (await h.kv.get_prefix(h.key("none/"))).items == ()
 
 
+async def test_get_prefixes_reads_several_prefixes_at_one_revision(h: Harness) -> None:
+    for name in ["a/1", "a/2", "b/1"]:
+        last = await h.kv.put(h.key(name), name)
+    first, second, none = await h.kv.get_prefixes([h.key("a/"), h.key("b/"), h.key("c/")])
+    assert [kv.value for kv in first.items] == ["a/1", "a/2"]
+    assert [kv.value for kv in second.items] == ["b/1"]
+    assert none.items == ()
+    assert first.revision == second.revision == none.revision == last
+
+
+async def test_count_counts_keys_under_the_prefix_only(h: Harness) -> None:
+    for name in ["a", "a/x", "b"]:
+        await h.kv.put(h.key(name), name)
+    await h.kv.put(h.prefix.rstrip("/") + "-sibling", "not under the prefix")
+    assert await h.kv.count(h.prefix) == 3
+    assert await h.kv.count(h.key("a/")) == 1
+    assert await h.kv.count(h.key("none/")) == 0
+
+
 # transactions -------------------------------------------------------------------------------
 
 

@@ -10,8 +10,11 @@ is lost or duplicated, a second pass has nothing to do, and the plan does not de
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Mapping
+from unittest.mock import patch
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -273,3 +276,49 @@ def test_nothing_lost_or_duplicated(snapshot: Snapshot) -> None:
             assert (name in final) != (name in pending), name
     for update in plan.updates:
         assert update.assignment.machine == snapshot.assignments[update.assignment.unit].machine
+
+
+def _scoring_every_machine(snapshot: Snapshot) -> Plan:
+    """The plan with the shortcut of `placement._quick` turned off: every machine is scored."""
+    with patch("fleetd.engine.placement._quick", return_value=None):
+        return schedule(snapshot)
+
+
+@FAST
+@given(snapshots())
+def test_policy_orders_pick_what_scoring_every_machine_picks(snapshot: Snapshot) -> None:
+    """(f) Walking the policy orders (fleetd.engine.order) is only a faster way to the same plan."""
+    assert schedule(snapshot) == _scoring_every_machine(snapshot)
+
+
+def _large_snapshot(seed: int, policy: str) -> Snapshot:
+    """Dozens of machines of mixed (some unknown) capacities, hundreds of units with demands and
+    metadata rules, a few already placed: the walks skip machines, stop early and break ties."""
+    rng = random.Random(seed)
+    machines = {}
+    for i in range(40):
+        mid = f"{i:04d}" + "b" * 28
+        cap = Resources(cpu=rng.choice((0, 2000, 4000, 8000)), memory=rng.choice((0, 4 * G, 8 * G, 16 * G)))
+        machines[mid] = Machine(id=mid, metadata={"zone": rng.choice("abc")}, capacity=cap)
+    units, assignments = {}, {}
+    for i in range(400):
+        name = f"u{i:03d}.service"
+        rules = parse_metadata([rng.choice(("zone=a", "zone!=b", "zone in (a, c)"))]) if rng.random() < 0.3 \
+            else parse_metadata([])
+        demand = Resources(cpu=rng.choice((0, 100, 250, 500, 1000)), memory=rng.choice((0, G // 4, G, 2 * G)))
+        req = Requirements(metadata=rules, resources=demand,
+                           policy=rng.choice((None, None, "spread", "binpack")))
+        units[name] = UnitSpec(Unit(name, "h1", TargetState.LAUNCHED), req)
+        if rng.random() < 0.1:
+            mid = rng.choice(sorted(machines))
+            assignments[name] = Assignment(name, mid, "h1", TargetState.LAUNCHED)
+    return Snapshot(units, machines, assignments, policy)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("policy", ["binpack", "spread"])
+def test_policy_orders_match_scoring_every_machine_at_scale(seed: int, policy: str) -> None:
+    snapshot = _large_snapshot(seed, policy)
+    plan = schedule(snapshot)
+    assert plan == _scoring_every_machine(snapshot)
+    assert len(plan.placements) > 200

@@ -1,8 +1,9 @@
-"""Real etcd servers for tests: one node or a small cluster on free loopback ports.
+"""Real etcd servers for tests and benchmarks: one node or a small cluster on free loopback ports.
 
-Not a test module. `EtcdCluster` owns the processes, their data dirs (on tmpfs when there is
-one) and their logs; it starts members with fast raft timings, waits for /health, checks that
-the member answering is ours (by name), and stops members by PID (SIGTERM, then SIGKILL).
+Not a test module (tests/conftest.py and bench.engine use it). `EtcdCluster` owns the
+processes, their data dirs (on tmpfs when there is one) and their logs; it starts members with
+fast raft timings, waits for /health, checks that the member answering is ours (by name), and
+stops members by PID (SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations
@@ -75,12 +76,14 @@ def _http_json(url: str, body: bytes | None = None, timeout: float = 0.5) -> dic
 class EtcdCluster:
     """`size` etcd members on loopback. Use as a context manager, or start()/stop()."""
 
-    def __init__(self, size: int = 1, binary: str | None = None) -> None:
-        self.binary = binary or ETCD
-        if self.binary is None:
+    def __init__(self, size: int = 1, binary: str | None = None, data_root: str | None = None) -> None:
+        """`data_root`: where the data dirs go (default: tmpfs when there is one, else $TMPDIR)."""
+        found = binary or ETCD
+        if found is None:
             raise EtcdStartError("etcd is not installed (apt-get install etcd-server)")
+        self.binary: str = found
         self.token = f"fleetd-test-{uuid.uuid4().hex[:8]}"
-        self.workdir = Path(tempfile.mkdtemp(prefix="fleetd-etcd-", dir=_scratch_root()))
+        self.workdir = Path(tempfile.mkdtemp(prefix="fleetd-etcd-", dir=data_root or _scratch_root()))
         ports = free_ports(2 * size)
         self.members = [
             Member(f"{self.token}-m{i + 1}", ports[2 * i], ports[2 * i + 1],

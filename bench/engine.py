@@ -1,0 +1,248 @@
+"""Engine throughput against a real etcd: how fast the leader places N units on M machines.
+
+The bench starts its own etcd (bench.etcd_server: one member, data on tmpfs unless
+--data-dir), registers M machines as presence keys on leases (bench.seed: no systemd, only the
+engine is measured), then:
+
+- cold: creates N units first, then starts the engine (a child process, bench.procs) and times
+  leader start -> every unit has an assignment in etcd;
+- live: starts the engine first and waits until it leads, then submits N instances of
+  bench@.service with ONE fleetctl command (`fleetctl start --no-block --instances N`) through
+  an API server (another child process), and times fleetctl's launch -> every unit assigned.
+
+"All placed" is read back from etcd (a count of assign/ keys, polled every few ms); then every
+assignment is listed and checked: each unit exactly once, on a registered machine. The engine
+child counts its own etcd requests; its CPU time is read from /proc.
+
+    python -m bench.engine --machines M --units N [--cold|--live] [--mix plain|resources] [--json]
+    python -m bench.engine --suite [--record docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench import procs, seed
+from bench.etcd_server import EtcdCluster
+from bench.record import record
+from bench.report import engine_markdown
+from fleetd.registry.etcd import EtcdKV
+from fleetd.registry.keys import Keys
+from fleetd.registry.kv import KV
+
+PREFIX = "/bench/"
+TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Case:
+    machines: int
+    units: int
+    mode: str = "cold"
+    mix: str = "plain"
+
+
+@dataclass(frozen=True)
+class Result:
+    machines: int
+    units: int
+    mode: str
+    mix: str
+    seconds: float
+    placements_per_s: float
+    etcd_txns: int
+    etcd_txn_ops: int
+    etcd_requests: int
+    etcd_reads: int
+    engine_cpu_s: float
+    txns_per_placement: float
+    submit_seconds: float | None = None  # live: fleetctl's own run time
+
+
+SUITE = [Case(100, 1000), Case(100, 3000), Case(100, 10000), Case(1000, 1000), Case(1000, 10000),
+         Case(100, 1000, mix="resources"), Case(1000, 10000, mix="resources"),
+         Case(100, 1000, "live"), Case(1000, 1000, "live"), Case(5000, 100000)]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _wait_placed(kv: KV, keys: Keys, units: int) -> float:
+    """Poll the number of assignments until it reaches `units`; the monotonic time it did."""
+    interval = min(0.05, max(0.002, units / 2_000_000))
+    deadline = time.monotonic() + TIMEOUT
+    while await kv.count(keys.assign) < units:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: not every unit was placed within {TIMEOUT:.0f} s")
+        await asyncio.sleep(interval)
+    return time.monotonic()
+
+
+async def _verify(kv: KV, keys: Keys, machine_ids: list[str], units: int) -> None:
+    """Every unit placed exactly once, on a registered machine."""
+    listing = await kv.get_prefix(keys.assign)
+    pairs = [keys.split_pair(item.key, keys.assign) for item in listing.items]
+    placed = [unit for _, unit in pairs]
+    known = set(machine_ids)
+    if len(placed) != units or len(set(placed)) != units:
+        raise SystemExit(f"bench: {len(placed)} assignments for {len(set(placed))} of {units} units")
+    if any(machine not in known for machine, _ in pairs):
+        raise SystemExit("bench: a unit was placed on a machine that is not registered")
+
+
+class Run:
+    """One case: etcd, seeded registry, engine child (and API child for live)."""
+
+    def __init__(self, case: Case, endpoints: list[str]) -> None:
+        self.case = case
+        self.endpoints = endpoints
+        self.keys = Keys(PREFIX)
+        self.ctx = multiprocessing.get_context("spawn")
+        self.shared = procs.new_shared(self.ctx)
+        self.go = self.ctx.Event()
+        self.children: list[multiprocessing.process.BaseProcess] = []
+        self.log_path = os.path.join(tempfile.gettempdir(), "fleetd-bench-engine.log")
+
+    def _spawn(self, target: Callable[..., object], *args: object) -> multiprocessing.process.BaseProcess:
+        child = self.ctx.Process(target=target, args=args, daemon=True)
+        child.start()
+        self.children.append(child)
+        return child
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.kill()
+            child.join(5)
+
+    async def measure(self) -> Result:
+        kv = EtcdKV(self.endpoints, request_timeout=60.0)
+        try:
+            machine_ids = await seed.register_machines(kv, self.keys, self.case.machines)
+            if self.case.mode == "cold":
+                await seed.create_units(kv, self.keys, self.case.mix, self.case.units)
+            engine = self._spawn(procs.engine_main, self.endpoints, PREFIX, "binpack", self.shared,
+                                 self.go, self.log_path)
+            await asyncio.sleep(1.0)  # the child has imported fleetd and waits for go
+            cpu_before = _cpu_seconds(engine.pid or 0)
+            if self.case.mode == "cold":
+                self.go.set()
+                done = await _wait_placed(kv, self.keys, self.case.units)
+                started, submit = self.shared.started.value, None
+            else:
+                started, done, submit = await self._live(kv)
+            cpu = _cpu_seconds(engine.pid or 0) - cpu_before
+            counters = self.shared.read()
+            await _verify(kv, self.keys, machine_ids, self.case.units)
+        finally:
+            await kv.close()
+        return _result(self.case, done - started, counters, cpu, submit)
+
+    async def _live(self, kv: KV) -> tuple[float, float, float]:
+        self.go.set()
+        while await kv.get(self.keys.leader) is None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # the first (empty) pass is over
+        with tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp:
+            socket_path = os.path.join(tmp, "fleet.sock")
+            ready = self.ctx.Event()
+            self._spawn(procs.api_main, self.endpoints, PREFIX, socket_path, ready)
+            await asyncio.to_thread(ready.wait, 30)
+            template = Path(tmp, seed.TEMPLATE)
+            template.write_text(seed.unit_text(self.case.mix, 0))
+            command = [sys.executable, "-m", "fleetctl", "--endpoint", f"unix://{socket_path}",
+                       "start", "--no-block", "--instances", str(self.case.units), str(template)]
+            started = time.monotonic()
+            fleetctl = await asyncio.create_subprocess_exec(
+                *command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            done = await _wait_placed(kv, self.keys, self.case.units)
+            _, err = await fleetctl.communicate()
+            submitted = time.monotonic()
+            if fleetctl.returncode != 0:
+                raise SystemExit(f"bench: fleetctl failed: {err.decode()[-500:]}")
+        return started, done, submitted - started
+
+
+def _result(case: Case, seconds: float, counters: dict[str, int], cpu: float,
+            submit: float | None) -> Result:
+    return Result(
+        machines=case.machines, units=case.units, mode=case.mode, mix=case.mix,
+        seconds=round(seconds, 4), placements_per_s=round(case.units / seconds, 1),
+        etcd_txns=counters["txns"], etcd_txn_ops=counters["txn_ops"],
+        etcd_requests=counters["requests"], etcd_reads=counters["reads"],
+        engine_cpu_s=round(cpu, 2), txns_per_placement=round(counters["txns"] / case.units, 4),
+        submit_seconds=round(submit, 3) if submit is not None else None)
+
+
+def run_case(case: Case, data_dir: str | None = None) -> Result:
+    with EtcdCluster(1, data_root=data_dir) as etcd:
+        run = Run(case, etcd.endpoints)
+        try:
+            return asyncio.run(run.measure())
+        finally:
+            run.stop()
+
+
+def best_of(case: Case, repeat: int, data_dir: str | None) -> Result:
+    """The median run of `repeat` (by seconds)."""
+    results = sorted((run_case(case, data_dir) for _ in range(repeat)), key=lambda r: r.seconds)
+    return results[len(results) // 2] if repeat > 1 else results[0]
+
+
+def _describe(r: Result) -> str:
+    text = (f"{r.machines:>5} machines x {r.units:>6} units {r.mode:4} {r.mix:9}: {r.seconds:8.3f} s"
+            f"  {r.placements_per_s:>9.0f}/s  txns {r.etcd_txns} ({r.txns_per_placement}/placement)"
+            f"  requests {r.etcd_requests}  reads {r.etcd_reads}  engine cpu {r.engine_cpu_s} s")
+    return text + (f"  (fleetctl ran {r.submit_seconds} s)" if r.submit_seconds is not None else "")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.split("\n")[0])
+    parser.add_argument("--machines", type=int, default=100)
+    parser.add_argument("--units", type=int, default=1000)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--cold", dest="mode", action="store_const", const="cold",
+                      help="units exist before the leader starts (default)")
+    mode.add_argument("--live", dest="mode", action="store_const", const="live",
+                      help="units arrive through one fleetctl command after the leader started")
+    parser.add_argument("--mix", choices=seed.MIXES, default="plain")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the median is kept")
+    parser.add_argument("--data-dir", help="etcd data directory root (default: tmpfs)")
+    parser.add_argument("--suite", action="store_true", help="run the standard grid of cases")
+    parser.add_argument("--json", action="store_true", help="print only the JSON line(s)")
+    parser.add_argument("--record", type=Path, metavar="FILE", help="write the results into FILE")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cases = SUITE if args.suite else [Case(args.machines, args.units, args.mode or "cold", args.mix)]
+    results = []
+    for case in cases:
+        result = best_of(case, args.repeat if case.units <= 10000 else 1, args.data_dir)
+        results.append(result)
+        if not args.json:
+            print(_describe(result), file=sys.stderr)
+    if args.record:
+        command = " ".join(["python -m bench.engine", *(argv if argv is not None else sys.argv[1:])])
+        record(args.record, "engine", engine_markdown(results, command))
+    for result in results:
+        print(json.dumps(asdict(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""The leader's in-memory model of the registry, fed by listings and watch events (pure).
+
+Owns what the leader knows between passes: unit records, live machines, assignments, pending
+reasons and the unit files it has parsed. `load` replaces one prefix's contents from a listing
+(at leadership start, or after a compaction); `apply` folds one watch event in; `record_commit`
+folds in the leader's own writes as soon as etcd accepted them, so the next pass never acts on
+a stale view. Each key remembers the revision it was last changed at, so an event older than
+what the model already holds (the leader's own write, echoed back) changes nothing.
+
+`version` grows on every real change: a pass with an unchanged version would decide nothing
+new, so the engine skips it. A snapshot shares the model's `UnitSpec` objects; specs are
+built once per (unit, file hash), so a pass costs a dict copy, not a re-parse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from fleetd.engine.plan import BINPACK, Snapshot, UnitSpec
+from fleetd.errors import InvalidInput
+from fleetd.model.machine import Machine
+from fleetd.model.requirements import Requirements, parse_requirements
+from fleetd.model.unit import Assignment, Unit
+from fleetd.model.unitfile import UnitFile
+from fleetd.registry import codec
+from fleetd.registry.keys import Keys
+from fleetd.registry.kv import Delete, KeyValue, Op, Put, WatchEvent
+
+SECTIONS = ("machines", "assign", "pending", "units")
+
+
+class Model:
+    """Units, machines, assignments and pending reasons as of the last event seen."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.units: dict[str, Unit] = {}
+        self.machines: dict[str, Machine] = {}
+        self.assignments: dict[str, Assignment] = {}
+        self.pending: dict[str, str] = {}
+        self.specs: dict[str, UnitSpec] = {}
+        self.invalid: dict[str, str] = {}  # unit -> why its stored file cannot be used
+        self.version = 0
+        self._revisions: dict[str, int] = {}
+        self._files: dict[str, UnitFile | str] = {}  # hash -> parsed file, or why it is unusable
+        self._parsed: dict[tuple[str, str | bool], Requirements | str] = {}
+
+    # feeding -----------------------------------------------------------------------------
+
+    def prefix(self, section: str) -> str:
+        return {"machines": self.keys.machines, "assign": self.keys.assign,
+                "pending": self.keys.pending, "units": self.keys.units}[section]
+
+    def load(self, section: str, items: Iterable[KeyValue], revision: int) -> None:
+        """Replace everything under one section with a listing read at `revision`."""
+        prefix = self.prefix(section)
+        for key in [k for k in self._revisions if k.startswith(prefix)]:
+            del self._revisions[key]
+        self._clear(section)
+        for item in items:
+            self._put(item.key, item.value, revision)
+        self.version += 1
+
+    def apply(self, event: WatchEvent) -> bool:
+        """Fold one watch event in; True if it changed anything."""
+        if event.mod_revision <= self._revisions.get(event.key, 0):
+            return False
+        if event.kind == "put":
+            changed = self._put(event.key, event.value, event.mod_revision)
+        else:
+            changed = self._delete(event.key, event.mod_revision)
+        if changed:
+            self.version += 1
+        return changed
+
+    def record_commit(self, ops: Iterable[Op], revision: int,
+                      placed: Mapping[str, Assignment] | None = None) -> None:
+        """The leader's own writes, accepted by etcd at `revision` (their events come later).
+        `placed`: the assignments behind assignment puts, by key (saves decoding them again)."""
+        known = placed or {}
+        for op in ops:
+            if isinstance(op, Put) and op.key in known:
+                self._revisions[op.key] = revision
+                self.assignments[known[op.key].unit] = known[op.key]
+            elif isinstance(op, Put):
+                self._put(op.key, op.value, revision)
+            elif isinstance(op, Delete):
+                self._delete(op.key, revision)
+
+    def _clear(self, section: str) -> None:
+        if section == "machines":
+            self.machines.clear()
+        elif section == "assign":
+            self.assignments.clear()
+        elif section == "pending":
+            self.pending.clear()
+        else:
+            self.units.clear()
+            self.specs.clear()
+            self.invalid.clear()
+
+    def _put(self, key: str, value: str, revision: int) -> bool:
+        self._revisions[key] = revision
+        keys = self.keys
+        if key.startswith(keys.units):
+            return self._put_unit(codec.decode_unit(value))
+        if key.startswith(keys.machines):
+            machine = codec.decode_machine(value)
+            changed = self.machines.get(machine.id) != machine
+            self.machines[machine.id] = machine
+            return changed
+        if key.startswith(keys.assign):
+            assignment = self._assignment(key, value)
+            changed = self.assignments.get(assignment.unit) != assignment
+            self.assignments[assignment.unit] = assignment
+            return changed
+        if key.startswith(keys.pending):
+            name = key[len(keys.pending):]
+            changed = self.pending.get(name) != value
+            self.pending[name] = value
+            return changed
+        return False
+
+    def _delete(self, key: str, revision: int) -> bool:
+        self._revisions[key] = revision
+        keys = self.keys
+        if key.startswith(keys.units):
+            name = key[len(keys.units):]
+            if name in self.units:
+                self._parsed.pop((self.units[name].hash, name), None)
+            self.specs.pop(name, None)
+            self.invalid.pop(name, None)
+            return self.units.pop(name, None) is not None
+        if key.startswith(keys.machines):
+            return self.machines.pop(key[len(keys.machines):], None) is not None
+        if key.startswith(keys.assign):
+            machine, unit = keys.split_pair(key, keys.assign)
+            current = self.assignments.get(unit)
+            if current is not None and current.machine == machine:
+                del self.assignments[unit]
+                return True
+            return False
+        if key.startswith(keys.pending):
+            return self.pending.pop(key[len(keys.pending):], None) is not None
+        return False
+
+    def _assignment(self, key: str, value: str) -> Assignment:
+        machine, unit = self.keys.split_pair(key, self.keys.assign)
+        return codec.decode_assignment(machine, unit, value)
+
+    # units and their files ---------------------------------------------------------------
+
+    def _put_unit(self, unit: Unit) -> bool:
+        if self.units.get(unit.name) == unit:
+            return False
+        self.units[unit.name] = unit
+        self.specs.pop(unit.name, None)
+        self.invalid.pop(unit.name, None)
+        if unit.hash in self._files:
+            self._build_spec(unit)
+        return True
+
+    def _build_spec(self, unit: Unit) -> None:
+        found = self._requirements(unit.name, unit.hash)
+        if isinstance(found, str):
+            self.invalid[unit.name] = found
+        else:
+            self.specs[unit.name] = UnitSpec(unit=unit, requirements=found)
+
+    def _requirements(self, name: str, digest: str) -> Requirements | str:
+        """Parsed once per file, and per unit name only if [X-Fleet] uses specifiers (%i...);
+        otherwise the name matters only as template instance or not (Instances= is checked)."""
+        unitfile = self._files[digest]
+        if isinstance(unitfile, str):
+            return unitfile
+        key = (digest, name if _uses_specifiers(unitfile) else "@" in name)
+        if key not in self._parsed:
+            try:
+                self._parsed[key] = parse_requirements(name, unitfile)
+            except InvalidInput as exc:
+                self._parsed[key] = f"stored unit file is invalid: {exc}"
+        return self._parsed[key]
+
+    def missing_files(self) -> set[str]:
+        """Hashes of unit files the model needs before it can schedule every unit."""
+        return {u.hash for u in self.units.values() if u.hash not in self._files}
+
+    def add_file(self, digest: str, text: str | None) -> list[str]:
+        """Take a fetched file (None: not in the registry) and build the specs of the units that
+        use it; return one line per unit that cannot be scheduled because of it."""
+        self._files[digest] = self._parse_file(text)
+        problems = []
+        for unit in [u for u in self.units.values() if u.hash == digest]:
+            self._build_spec(unit)
+            if unit.name in self.invalid:
+                problems.append(f"{unit.name}: {self.invalid[unit.name]}")
+        self.version += 1
+        return problems
+
+    @staticmethod
+    def _parse_file(text: str | None) -> UnitFile | str:
+        if text is None:
+            return "unit file missing from the registry"
+        try:
+            return UnitFile.parse(text)
+        except InvalidInput as exc:
+            return f"stored unit file is invalid: {exc}"
+
+    # reading -----------------------------------------------------------------------------
+
+    def snapshot(self, policy: str = BINPACK) -> Snapshot:
+        """What the scheduler reads: units with usable files, live machines, assignments."""
+        return Snapshot(units=dict(self.specs), machines=dict(self.machines),
+                        assignments=dict(self.assignments), policy=policy)
+
+
+def _uses_specifiers(unitfile: UnitFile) -> bool:
+    return any("%" in o.value for o in unitfile.options if o.section == "X-Fleet")
