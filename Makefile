@@ -12,8 +12,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 LC := vagrant/local-cluster
 FLEETCTL := $(VENV)/bin/fleetctl
-# issue numbers of the work that will fill these targets in
-BENCH_ISSUE ?= 4
+# issue number of the work that will fill this target in
 NEMESIS_ISSUE ?= 5
 
 .PHONY: help deps demo test down lint bench nemesis
@@ -61,9 +60,11 @@ lint: $(VENV)/.installed
 	else echo "make: no import-linter contracts configured; skipped" >&2; fi
 
 # Every benchmark prints its figures and records them in docs/benchmarks.md (its own section).
-# Engine and agent throughput benchmarks arrive with issue $(BENCH_ISSUE).
-bench: $(VENV)/.installed
+# bench.engine starts its own etcd; bench.agent uses (or brings up) the local cluster.
+bench: deps
 	$(VENV)/bin/python -m bench.placement --record docs/benchmarks.md
+	$(VENV)/bin/python -m bench.engine --suite --record docs/benchmarks.md
+	$(VENV)/bin/python -m bench.agent --record docs/benchmarks.md
 
 nemesis:
 	@echo "make nemesis: not implemented yet (issue $(NEMESIS_ISSUE))" >&2; exit 2

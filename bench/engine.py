@@ -25,6 +25,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,9 @@ class Result:
     engine_cpu_s: float
     txns_per_placement: float
     submit_seconds: float | None = None  # live: fleetctl's own run time
+    load_s: float | None = None  # from the engine's log: reading the registry at leadership
+    decide_s: float | None = None  # ... scheduling (model -> plan), summed over logged passes
+    commit_s: float | None = None  # ... writing the plans to etcd
 
 
 SUITE = [Case(100, 1000), Case(100, 3000), Case(100, 10000), Case(1000, 1000), Case(1000, 10000),
@@ -115,7 +119,8 @@ class Run:
         self.shared = procs.new_shared(self.ctx)
         self.go = self.ctx.Event()
         self.children: list[multiprocessing.process.BaseProcess] = []
-        self.log_path = os.path.join(tempfile.gettempdir(), "fleetd-bench-engine.log")
+        self.log_path = os.path.join(tempfile.gettempdir(), f"fleetd-bench-engine-{os.getpid()}.log")
+        Path(self.log_path).unlink(missing_ok=True)
 
     def _spawn(self, target: Callable[..., object], *args: object) -> multiprocessing.process.BaseProcess:
         child = self.ctx.Process(target=target, args=args, daemon=True)
@@ -149,7 +154,8 @@ class Run:
             await _verify(kv, self.keys, machine_ids, self.case.units)
         finally:
             await kv.close()
-        return _result(self.case, done - started, counters, cpu, submit)
+        phases = engine_phases(Path(self.log_path).read_text())
+        return _result(self.case, done - started, counters, cpu, submit, phases)
 
     async def _live(self, kv: KV) -> tuple[float, float, float]:
         self.go.set()
@@ -176,15 +182,30 @@ class Run:
         return started, done, submitted - started
 
 
+def engine_phases(log: str) -> dict[str, float]:
+    """Seconds the engine spent loading, deciding and committing, from its info log lines
+    (`registry loaded ... seconds=`, `plan committed ... decide_s= commit_s=`)."""
+    phases: dict[str, float] = {}
+    for line in log.splitlines():
+        fields = dict(re.findall(r"(\w+)='?([\d.]+)'?", line))
+        if "event='registry loaded'" in line:
+            phases["load_s"] = float(fields.get("seconds", 0))
+        elif "event='plan committed'" in line:
+            for name in ("decide_s", "commit_s"):
+                phases[name] = round(phases.get(name, 0.0) + float(fields.get(name, 0)), 3)
+    return phases
+
+
 def _result(case: Case, seconds: float, counters: dict[str, int], cpu: float,
-            submit: float | None) -> Result:
+            submit: float | None, phases: dict[str, float]) -> Result:
     return Result(
         machines=case.machines, units=case.units, mode=case.mode, mix=case.mix,
         seconds=round(seconds, 4), placements_per_s=round(case.units / seconds, 1),
         etcd_txns=counters["txns"], etcd_txn_ops=counters["txn_ops"],
         etcd_requests=counters["requests"], etcd_reads=counters["reads"],
         engine_cpu_s=round(cpu, 2), txns_per_placement=round(counters["txns"] / case.units, 4),
-        submit_seconds=round(submit, 3) if submit is not None else None)
+        submit_seconds=round(submit, 3) if submit is not None else None,
+        load_s=phases.get("load_s"), decide_s=phases.get("decide_s"), commit_s=phases.get("commit_s"))
 
 
 def run_case(case: Case, data_dir: str | None = None) -> Result:
@@ -219,7 +240,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--live", dest="mode", action="store_const", const="live",
                       help="units arrive through one fleetctl command after the leader started")
     parser.add_argument("--mix", choices=seed.MIXES, default="plain")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the median is kept")
+    parser.add_argument("--repeat", type=int, default=0,
+                        help="runs per case up to 10,000 units; the median is kept (default 1, suite 3)")
     parser.add_argument("--data-dir", help="etcd data directory root (default: tmpfs)")
     parser.add_argument("--suite", action="store_true", help="run the standard grid of cases")
     parser.add_argument("--json", action="store_true", help="print only the JSON line(s)")
@@ -230,15 +252,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cases = SUITE if args.suite else [Case(args.machines, args.units, args.mode or "cold", args.mix)]
+    repeat = args.repeat or (3 if args.suite else 1)
     results = []
     for case in cases:
-        result = best_of(case, args.repeat if case.units <= 10000 else 1, args.data_dir)
+        result = best_of(case, repeat if case.units <= 10000 else 1, args.data_dir)
         results.append(result)
         if not args.json:
             print(_describe(result), file=sys.stderr)
     if args.record:
         command = " ".join(["python -m bench.engine", *(argv if argv is not None else sys.argv[1:])])
-        record(args.record, "engine", engine_markdown(results, command))
+        record(args.record, "engine", engine_markdown(results, command, repeat))
     for result in results:
         print(json.dumps(asdict(result)))
     return 0
