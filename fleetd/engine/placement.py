@@ -51,17 +51,25 @@ def place_all(snapshot: Snapshot, board: Board) -> Outcome:
     """Place every unassigned active unit; units moved aside by Replaces are re-placed too.
 
     Moving units aside can make room (or a peer's machine) for units found unplaceable earlier in
-    the pass, so those are tried again; a unit is moved aside at most once per pass.
+    the pass, so those are tried again; a unit is moved aside at most once per pass. Placements
+    can also keep global units off machines (their resources and conflicts go with them), so
+    with global units about, pending units are tried again while the last round placed anything.
     """
     out = Outcome([], [], [])
     templates: list[Pending] = []
     order = _order_keys(snapshot)
     queue = _Queue(snapshot, order, _to_place(snapshot, board, templates))
-    while (name := queue.pop()) is not None:
-        moved = _place_one(snapshot, board, name, out)
-        if moved:
-            queue.add([*moved, *(p.unit for p in out.pending)])
-            out.pending.clear()
+    while True:
+        placed = len(out.placements)
+        while (name := queue.pop()) is not None:
+            moved = _place_one(snapshot, board, name, out)
+            if moved:
+                queue.add([*moved, *(p.unit for p in out.pending)])
+                out.pending.clear()
+        if not (board.active_globals and out.pending and len(out.placements) > placed):
+            break
+        queue.add([p.unit for p in out.pending])  # placements may have kept global units off
+        out.pending.clear()
     _pend_cycles(snapshot, queue.stuck(), out.pending)
     out.pending = sorted(out.pending + templates, key=lambda p: p.unit)
     return out

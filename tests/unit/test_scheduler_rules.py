@@ -460,6 +460,22 @@ def test_global_unit_kept_off_by_an_assigned_unit_does_not_count_there() -> None
     assert placed(plan) == {"a.service": M1}
 
 
+def test_unit_refused_because_of_a_global_unit_is_tried_again_after_later_placements() -> None:
+    """a.service replaces b.service; with b moved aside, g.service would run on M1 and conflict
+    with a, until c.service (placed after a in name order) keeps g off M1. Found by hypothesis:
+    the first pass left a pending and the second placed it."""
+    units = [
+        spec("a.service", replaces=("[a-c].service",)),
+        spec("b.service"),
+        spec("c.service", replaces=("a.service",)),
+        spec("g.service", is_global=True, conflicts=("[a-c].service",)),
+    ]
+    first = schedule(snap(units, [machine(M1)], {"b.service": M1}))
+    assert placed(first) == {"a.service": M1, "c.service": M1}
+    assert evicted(first) == {"b.service": "replaced by a.service (Replaces)"}
+    assert pending(first) == {"b.service": "replaced by a.service on every candidate"}
+
+
 def test_assigned_unit_conflicting_with_a_global_unit_is_kept() -> None:
     units = [spec("g.service", is_global=True), spec("a.service", conflicts=("g.service",))]
     plan = schedule(snap(units, [machine(M1)], {"a.service": M1}))
