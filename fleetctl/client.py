@@ -1,8 +1,8 @@
 """fleetctl's HTTP client for API v1 (the only aiohttp importer on the client side).
 
 Owns endpoint parsing (unix://, file://, http://, https://), one session per command run, page
-following, and turning transport failures into `ClientError` messages a user can act on and
-error bodies into `ApiError(code, message)`.
+following, batched unit submissions (POST /units), and turning transport failures into
+`ClientError` messages a user can act on and error bodies into `ApiError(code, message)`.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class Client:
         path: Sequence[str],
         *,
         params: dict | None = None,
-        body: schema.Unit | None = None,
+        body: schema.Wire | None = None,
     ) -> tuple[int, str]:
         assert self._session is not None, "use Client as an async context manager"
         url = self.endpoint.base.joinpath(*path)
@@ -169,16 +169,25 @@ class Client:
                 return None
             raise
 
-    async def create_unit(
-        self, name: str, options: Sequence[schema.UnitOption], desired: TargetState | None = None
-    ) -> None:
-        body = schema.Unit(name=name, options=list(options), desired_state=desired)
-        await self._request("PUT", ("units", name), body=body)
+    async def submit_units(self, entries: Sequence[schema.Unit]) -> list[schema.UnitResult]:
+        """Create, replace or move units with POST /units: one request per MAX_BATCH entries.
 
-    async def set_desired(self, name: str, desired: TargetState) -> None:
-        await self._request(
-            "PUT", ("units", name), body=schema.Unit(name=name, desired_state=desired)
-        )
+        Returns one result per entry, in order. A rejected request raises ApiError (the server
+        wrote none of its entries).
+        """
+        results: list[schema.UnitResult] = []
+        for start in range(0, len(entries), schema.MAX_BATCH):
+            body = schema.UnitBatch(units=list(entries[start : start + schema.MAX_BATCH]))
+            _, text = await self._request("POST", ("units",), body=body)
+            results += _decode(schema.UnitResults, text).results
+        return results
+
+    async def set_desired(self, names: list[str], desired: TargetState) -> None:
+        """Set one desired state on many units in one POST; ClientError if any was refused."""
+        entries = [schema.Unit(name=name, desired_state=desired) for name in names]
+        for result in await self.submit_units(entries) if entries else []:
+            if result.status >= 400:
+                raise ApiError(result.status, f'unit "{result.name}": {result.message}')
 
     async def destroy_unit(self, name: str) -> bool:
         try:

@@ -3,17 +3,17 @@
 `fleetctl start web@.service` submits the template as lazy create does, then makes and starts
 `web@1.service` .. `web@N.service` (N from `--instances` or `Instances=`); the template itself
 stays inactive. With `--instances K`, numeric instances above K are to be destroyed. Everything
-is planned and validated here, before anything is written.
+is planned and validated here against one listing of the registry, before anything is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fleetctl import templates
 from fleetctl.commands.base import Context
-from fleetctl.resolve import Plan, plan_instance, plan_units
+from fleetctl.resolve import Plan, Registry, plan_instance, plan_units
 from fleetd.api import schema
 from fleetd.model.names import normalize_name
 from fleetd.model.states import TargetState
@@ -28,19 +28,27 @@ class Batch:
     names: list[str]
     surplus: list[str]
 
+    def contents(self) -> dict[str, UnitFile]:
+        """Each planned unit's content once written (the first plan of a name wins)."""
+        found: dict[str, UnitFile] = {}
+        for plan in self.plans:
+            found.setdefault(plan.name, _content(plan))
+        return found
 
-async def prepare(
+
+def prepare(
     ctx: Context,
     args: Sequence[str],
+    registry: Registry,
     *,
     replace: bool,
     allowed: Collection[TargetState],
     override: int | None,
     verb: str,
 ) -> Batch:
-    """Raises TemplateError or ResolveError (nothing written) or the client's errors."""
+    """Raises TemplateError or ResolveError; reads only local unit files."""
     templates.check_flag([normalize_name(a) for a in args], override)
-    plans = await plan_units(ctx, args, replace=replace, allowed=allowed)
+    plans = plan_units(ctx, args, registry, replace=replace, allowed=allowed)
     counts = {
         p.name: templates.count(p.name, _content(p), override, verb)
         for p in plans
@@ -48,7 +56,6 @@ async def prepare(
     }
     if not counts:
         return Batch(plans, _unique(p.name for p in plans), [])
-    registry = {u.name or "": u for u in await ctx.client.list_units()}
     extra = [
         plan_instance(ctx, name, template, registry.get(name), replace, allowed)
         for template in _unique_plans(plans)
@@ -74,7 +81,7 @@ def _names(plans: Sequence[Plan], counts: dict[str, int]) -> list[str]:
 
 def _surplus(
     counts: dict[str, int],
-    registry: dict[str, schema.Unit],
+    registry: Mapping[str, schema.Unit],
     override: int | None,
     keep: Collection[str],
 ) -> list[str]:

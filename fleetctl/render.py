@@ -118,11 +118,15 @@ def unit_file(unit: schema.Unit) -> UnitFile:
 
 def is_global(unit: schema.Unit) -> bool:
     """Global= of a unit from the registry; a record stored before today's validation still shows."""
+    return file_is_global(unit.name or "", unit_file(unit))
+
+
+def file_is_global(name: str, unitfile: UnitFile) -> bool:
+    """Global= of unit `name` with this content, even when its [X-Fleet] would not validate."""
     try:
-        return parse_requirements(unit.name or "", unit_file(unit)).is_global
+        return parse_requirements(name, unitfile).is_global
     except InvalidInput:
-        return any(o.section == "X-Fleet" and o.name == "Global" and o.value.strip().lower() in TRUTHY
-                   for o in unit.options or ())
+        return any(v.strip().lower() in TRUTHY for v in unitfile.values("X-Fleet", "Global"))
 
 
 def state_rows(

@@ -3,17 +3,18 @@
 Owns where a unit's content comes from (the registry, a local file, a template in the registry,
 a template file next to the argument, or, for the instances `load`/`start` make of a template,
 the template's content), `--replace` and its allowed states per command, and fleet's messages.
-Everything is resolved and validated before anything is written, so one bad argument leaves the
-registry untouched.
+Everything is resolved against one listing of the registry and validated before anything is
+written (in one POST, see `fleetctl.submission`), so one bad argument leaves the registry
+untouched.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from fleetctl import render, waiting
+from fleetctl import render
 from fleetctl.commands.base import Context
 from fleetd.api import schema
 from fleetd.errors import InvalidInput
@@ -21,6 +22,8 @@ from fleetd.model.names import normalize_name, parse_name, validate_name
 from fleetd.model.requirements import parse_requirements, unknown_options, validate_requirements
 from fleetd.model.states import TargetState
 from fleetd.model.unitfile import UnitFile
+
+Registry = Mapping[str, schema.Unit]  # the registry's units by name, as listed once
 
 
 class ResolveError(Exception):
@@ -71,14 +74,14 @@ def local_unit_file(path: str) -> UnitFile | None:
     return read_unit_file(template) if template and os.path.exists(template) else None
 
 
-async def find_source(ctx: Context, path: str, name: str) -> UnitFile:
+def find_source(path: str, name: str, registry: Registry) -> UnitFile:
     """Content for a unit the registry lacks (§1.3 steps 2-4)."""
     if os.path.exists(path):
         return read_unit_file(path)
     info = parse_name(name)
     if not info.is_instance:
         raise ResolveError(f"unable to find Unit({name}) in Registry or on filesystem")
-    template = await ctx.client.get_unit(info.template)
+    template = registry.get(info.template)
     if template is not None:
         return render.unit_file(template)
     on_disk = os.path.join(os.path.dirname(path), info.template)
@@ -100,11 +103,13 @@ def check(ctx: Context, name: str, unitfile: UnitFile, warn: bool = True) -> Non
         ctx.warn(f'WARNING: unrecognized requirement in [X-Fleet] section: "{key}"')
 
 
-async def plan_one(ctx: Context, arg: str, replace: bool, allowed: Collection[TargetState]) -> Plan:
+def plan_one(
+    ctx: Context, arg: str, registry: Registry, replace: bool, allowed: Collection[TargetState]
+) -> Plan:
     name, path = normalize_name(arg), unit_path(arg)
-    existing = await ctx.client.get_unit(name)
+    existing = registry.get(name)
     if existing is None:
-        unitfile = await find_source(ctx, path, name)
+        unitfile = find_source(path, name, registry)
         check(ctx, name, unitfile)
         return Plan(name, unitfile)
     stored = render.unit_file(existing)
@@ -164,48 +169,19 @@ def _replacement(
     return Plan(name, local, stored)
 
 
-def _wire_options(unitfile: UnitFile) -> list[schema.UnitOption]:
-    return [
-        schema.UnitOption(section=o.section, name=o.name, value=o.value) for o in unitfile.options
-    ]
+async def read_registry(ctx: Context) -> Registry:
+    """Every unit in the registry by name: one listing (its pages) for a whole command."""
+    return {u.name or "": u for u in await ctx.client.list_units()}
 
 
-async def plan_units(
-    ctx: Context, args: Sequence[str], *, replace: bool, allowed: Collection[TargetState]
-) -> list[Plan]:
-    """One plan per argument, in order; raises ResolveError. Reads only, writes nothing."""
-    return [await plan_one(ctx, arg, replace, allowed) for arg in args]
-
-
-async def write_plans(
-    ctx: Context, plans: Sequence[Plan], *, attempts: int = 0, no_block: bool = False
-) -> None:
-    """Write the plans that write (once per name, in order) and wait until they are stored."""
-    written: dict[str, None] = {}
-    for plan in plans:
-        if plan.unitfile is not None and plan.name not in written:
-            await ctx.client.create_unit(plan.name, _wire_options(plan.unitfile))
-            written[plan.name] = None
-    names = list(written)
-    if names and await waiting.wait_for_states(
-        ctx, names, "submit", "inactive", attempts, no_block
-    ) is None:
-        raise ResolveError("timed out waiting for the new units to be stored")
-
-
-async def lazy_create(
+def plan_units(
     ctx: Context,
     args: Sequence[str],
+    registry: Registry,
     *,
     replace: bool,
     allowed: Collection[TargetState],
-    attempts: int = 0,
-    no_block: bool = False,
-) -> list[str]:
-    """Ensure every unit exists; return the unit names in argument order.
-
-    Raises ResolveError (nothing written) or the client's errors.
-    """
-    plans = await plan_units(ctx, args, replace=replace, allowed=allowed)
-    await write_plans(ctx, plans, attempts=attempts, no_block=no_block)
-    return list(dict.fromkeys(p.name for p in plans))
+) -> list[Plan]:
+    """One plan per argument, in order, against `registry`; raises ResolveError. No I/O but
+    reading local unit files."""
+    return [plan_one(ctx, arg, registry, replace, allowed) for arg in args]

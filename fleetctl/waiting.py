@@ -3,14 +3,16 @@
 Owns the poll cadence (every 250 ms; one attempt = ~2 s; `--block-attempts` N = N attempts,
 0 = forever), the `Unit X launched on 113f16a7.../10.0.0.1` / `Triggered unit X start` lines, and
 start's extra wait for systemd's ActiveState=active, which honours the same attempt budget.
-While a unit waits, the engine's pending reason (why it cannot be placed) is printed to stderr
-when it first appears and whenever it changes, so a wait that may last forever is not silent.
+Every poll reads all the units still waited for at once: one listing (with its pages), or one
+GET when a single unit is left; never a request per unit. While a unit waits, the engine's
+pending reason (why it cannot be placed) is printed to stderr when it first appears and whenever
+it changes, so a wait that may last forever is not silent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from fleetctl import render
 from fleetctl.commands.base import Context
@@ -32,6 +34,37 @@ def triggered(ctx: Context, names: Sequence[str], verb: str) -> None:
         ctx.say(f"Triggered unit {name} {verb}")
 
 
+async def poll_until(check: Callable[[], Awaitable[bool]], attempts: int) -> bool:
+    """Run `check` every POLL_INTERVAL until it returns True; False once the budget is spent."""
+    budget, polls = polls_allowed(attempts), 0
+    while budget is None or polls < budget:
+        if await check():
+            return True
+        polls += 1
+        await asyncio.sleep(POLL_INTERVAL)
+    return False
+
+
+async def _units(ctx: Context, names: Sequence[str]) -> dict[str, schema.Unit]:
+    """The named units as the API shows them now (absent ones missing)."""
+    if len(names) == 1:
+        unit = await ctx.client.get_unit(names[0])
+        return {names[0]: unit} if unit is not None else {}
+    return {u.name or "": u for u in await ctx.client.list_units()}
+
+
+async def _states(ctx: Context, names: Sequence[str]) -> dict[str, list[schema.UnitState]]:
+    """Unit name -> the states machines report for it now."""
+    found = await ctx.client.list_states(unit_name=names[0] if len(names) == 1 else None)
+    grouped: dict[str, list[schema.UnitState]] = {}
+    for state in found:
+        grouped.setdefault(state.name, []).append(state)
+    return grouped
+
+
+# current state ----------------------------------------------------------------------------------
+
+
 async def wait_for_states(
     ctx: Context, names: Sequence[str], verb: str, state: str, attempts: int, no_block: bool
 ) -> list[schema.Unit] | None:
@@ -39,25 +72,39 @@ async def wait_for_states(
     if no_block:
         triggered(ctx, names, verb)
         return []
-    results = await asyncio.gather(*(_wait_one(ctx, n, state, attempts) for n in names))
-    if any(r is None for r in results):
-        return None
-    return [u for u in results if u is not None]
-
-
-async def _wait_one(ctx: Context, name: str, state: str, attempts: int) -> schema.Unit | None:
-    budget = polls_allowed(attempts)
-    polls, reason = 0, None
-    while budget is None or polls < budget:
-        unit = await ctx.client.get_unit(name)
-        if unit is not None and _value(unit.current_state) == state:
-            ctx.say(await _reached(ctx, unit, state))
-            return unit
-        reason = _report_reason(ctx, name, unit, reason)
-        polls += 1
-        await asyncio.sleep(POLL_INTERVAL)
-    ctx.warn(f"timed out waiting for unit {name} to report state {state}")
+    waiter = _StateWaiter(ctx, names, state)
+    if not waiter.pending or await poll_until(waiter.poll, attempts):
+        return [waiter.found[name] for name in waiter.names]
+    for name in waiter.pending:
+        ctx.warn(f"timed out waiting for unit {name} to report state {state}")
     return None
+
+
+class _StateWaiter:
+    """Units waited for until they report `state`: those arrived, and the others' last reason."""
+
+    def __init__(self, ctx: Context, names: Sequence[str], state: str) -> None:
+        self.ctx, self.state, self.names = ctx, state, list(dict.fromkeys(names))
+        self.found: dict[str, schema.Unit] = {}
+        self.reasons: dict[str, str | None] = {}
+
+    @property
+    def pending(self) -> list[str]:
+        return [name for name in self.names if name not in self.found]
+
+    async def poll(self) -> bool:
+        """One read of every pending unit; print those that arrived and new reasons."""
+        units = await _units(self.ctx, self.pending)
+        arrived = [units[n] for n in self.pending if n in units and self._arrived(units[n])]
+        for line in await _reached(self.ctx, arrived, self.state):
+            self.ctx.say(line)
+        self.found.update((unit.name or "", unit) for unit in arrived)
+        for name in self.pending:
+            self.reasons[name] = _report_reason(self.ctx, name, units.get(name), self.reasons.get(name))
+        return not self.pending
+
+    def _arrived(self, unit: schema.Unit) -> bool:
+        return _value(unit.current_state) == self.state
 
 
 def _report_reason(ctx: Context, name: str, unit: schema.Unit | None, last: str | None) -> str | None:
@@ -68,50 +115,79 @@ def _report_reason(ctx: Context, name: str, unit: schema.Unit | None, last: str 
     return reason
 
 
-async def _reached(ctx: Context, unit: schema.Unit, state: str) -> str:
-    line = f"Unit {unit.name} {state}"
-    if unit.machine_id and state != "inactive":
-        ips = render.ips(await ctx.client.list_machines())
-        line += " on " + render.machine_legend(unit.machine_id, ips.get(unit.machine_id, ""), False)
-    return line
+async def _reached(ctx: Context, units: Sequence[schema.Unit], state: str) -> list[str]:
+    """`Unit X state`, with ` on machine.../ip` when placed (one machine listing for all)."""
+    placed = state != "inactive" and any(u.machine_id for u in units)
+    ips = render.ips(await ctx.client.list_machines()) if placed else {}
+    lines = []
+    for unit in units:
+        line = f"Unit {unit.name} {state}"
+        if unit.machine_id and state != "inactive":
+            line += " on " + render.machine_legend(unit.machine_id, ips.get(unit.machine_id, ""), False)
+        lines.append(line)
+    return lines
 
 
 def _value(state: object) -> str:
     return str(getattr(state, "value", state or ""))
 
 
+# systemd active ---------------------------------------------------------------------------------
+
+
 async def wait_for_active(ctx: Context, units: Sequence[schema.Unit], attempts: int) -> bool:
     """After `launched`: wait until systemd reports each unit active on its machine."""
-    results = await asyncio.gather(*(_wait_active(ctx, u, attempts) for u in units))
-    return all(results)
+    waiter = _ActiveWaiter(ctx, units)
+    if waiter.machines and not await poll_until(waiter.poll, attempts):
+        for name in waiter.machines:
+            ctx.warn(f"timed out waiting for unit {name} to become active in systemd "
+                     f"(last state {waiter.last[name]})")
+        return False
+    return not waiter.failed
 
 
-async def _wait_active(ctx: Context, unit: schema.Unit, attempts: int) -> bool:
-    name, machine = unit.name or "", unit.machine_id
-    budget, polls, last = polls_allowed(attempts), 0, "unknown"
-    while budget is None or polls < budget:
-        states = await ctx.client.list_states(unit_name=name, machine_id=machine)
-        state = next((s for s in states if s.name == name), None)
-        if state is not None:
-            last = f"{state.systemd_active_state}/{state.systemd_sub_state}"
-            if state.systemd_active_state == "failed":
-                ctx.warn(f"Unit {name} failed to start: systemd reports {last}")
-                return False
-            if state.systemd_active_state == "active" and state.systemd_load_state == "loaded":
-                return True
-        polls += 1
-        await asyncio.sleep(POLL_INTERVAL)
-    ctx.warn(f"timed out waiting for unit {name} to become active in systemd (last state {last})")
-    return False
+class _ActiveWaiter:
+    """Units (name -> assigned machine) waited for until systemd reports them active there."""
+
+    def __init__(self, ctx: Context, units: Sequence[schema.Unit]) -> None:
+        self.ctx = ctx
+        self.machines = {u.name or "": u.machine_id for u in units}
+        self.last = dict.fromkeys(self.machines, "unknown")
+        self.failed = False
+
+    async def poll(self) -> bool:
+        """One read of the states; settle each unit that is active or failed."""
+        states = await _states(self.ctx, list(self.machines))
+        for name, machine in list(self.machines.items()):
+            found = [s for s in states.get(name, []) if machine is None or s.machine_id == machine]
+            if found:
+                self._settle(name, found[0])
+        return not self.machines
+
+    def _settle(self, name: str, state: schema.UnitState) -> None:
+        self.last[name] = f"{state.systemd_active_state}/{state.systemd_sub_state}"
+        if state.systemd_active_state == "failed":
+            self.ctx.warn(f"Unit {name} failed to start: systemd reports {self.last[name]}")
+            self.failed = True
+            del self.machines[name]
+        elif state.systemd_active_state == "active" and state.systemd_load_state == "loaded":
+            del self.machines[name]
 
 
-async def wait_until_gone(ctx: Context, name: str, attempts: int) -> bool:
-    """destroy: wait until no machine reports a state for the unit any more."""
-    budget, polls = polls_allowed(attempts), 0
-    while budget is None or polls < budget:
-        if not await ctx.client.list_states(unit_name=name):
-            return True
-        polls += 1
-        await asyncio.sleep(POLL_INTERVAL)
-    ctx.warn(f"timed out waiting for unit {name} to be removed from its machines")
-    return False
+# gone -------------------------------------------------------------------------------------------
+
+
+async def wait_until_gone(ctx: Context, names: Sequence[str], attempts: int) -> list[str]:
+    """destroy: wait until no machine reports a state for the units; return those gone."""
+    left = set(names)
+
+    async def poll() -> bool:
+        left.intersection_update(await _states(ctx, sorted(left)))
+        return not left
+
+    if left:
+        await poll_until(poll, attempts)
+    for name in names:
+        if name in left:
+            ctx.warn(f"timed out waiting for unit {name} to be removed from its machines")
+    return [name for name in names if name not in left]

@@ -1,14 +1,16 @@
 """submit, load and start: lazy-create the units, then move them towards a desired state.
 
-`load` and `start` of a template act on its instances (see `fleetctl.instances`); `submit` of a
-template only submits it.
+Each command reads the registry once (one listing), plans and validates everything, then sends
+ONE POST /units that creates or replaces what it must, already with the target state, and moves
+the other units it activates. `load` and `start` of a template act on its instances (see
+`fleetctl.instances`); `submit` of a template only submits it.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from fleetctl import instances, waiting
+from fleetctl import instances, submission, waiting
 from fleetctl.client import ClientError
 from fleetctl.commands.base import (
     SIGN_WARNING,
@@ -19,8 +21,8 @@ from fleetctl.commands.base import (
     add_units_arg,
 )
 from fleetctl.commands.destroy import destroy_units
-from fleetctl.render import is_global
-from fleetctl.resolve import ResolveError, lazy_create, write_plans
+from fleetctl.render import file_is_global
+from fleetctl.resolve import Registry, ResolveError, plan_units, read_registry
 from fleetctl.templates import TemplateError
 from fleetd.api import schema
 from fleetd.model.states import TargetState
@@ -38,38 +40,53 @@ async def _submit(ctx: Context, args: argparse.Namespace) -> bool:
         ctx.warn("No units given")
         return False
     try:
-        await lazy_create(ctx, args.units, replace=args.replace, allowed=ALLOWED_REPLACE["submit"])
+        plans = plan_units(ctx, args.units, await read_registry(ctx), replace=args.replace,
+                           allowed=ALLOWED_REPLACE["submit"])
+        await submission.send(ctx, submission.entries(plans), no_block=False)
     except (ResolveError, ClientError) as exc:
         ctx.warn(f"Error creating units: {exc}")
         return False
     return True
 
 
-async def _create(ctx: Context, args: argparse.Namespace, verb: str) -> list[str] | None:
-    """load/start: lazy-create, templates expanded into instances, then scale down; the units
-    to activate, or None (after printing why) if the command must stop."""
+async def _plan(
+    ctx: Context, args: argparse.Namespace, verb: str
+) -> tuple[Registry, instances.Batch] | None:
+    """load/start: read the registry once and plan (templates expanded into instances); None
+    (after printing why) if the command must stop."""
     if not args.units:
         ctx.warn("No units given")
         return None
     try:
-        batch = await instances.prepare(
-            ctx,
-            args.units,
-            replace=args.replace,
-            allowed=ALLOWED_REPLACE[verb],
-            override=args.instances,
-            verb=verb,
-        )
-        await write_plans(ctx, batch.plans, attempts=args.block_attempts, no_block=args.no_block)
+        registry = await read_registry(ctx)
+        return registry, instances.prepare(ctx, args.units, registry, replace=args.replace,
+                                           allowed=ALLOWED_REPLACE[verb], override=args.instances,
+                                           verb=verb)
     except TemplateError as exc:
         ctx.warn(f"Error: {exc}")
-        return None
     except (ResolveError, ClientError) as exc:
         ctx.warn(f"Error creating units: {exc}")
+    return None
+
+
+async def _create(
+    ctx: Context, args: argparse.Namespace, verb: str, state: TargetState, gerund: str
+) -> instances.Batch | None:
+    """load/start: create and activate in one POST, then scale down; the batch, or None (after
+    printing why) if the command must stop."""
+    planned = await _plan(ctx, args, verb)
+    if planned is None:
+        return None
+    registry, batch = planned
+    body = submission.entries(batch.plans, batch.names, state, registry)
+    try:
+        await submission.send(ctx, body, args.no_block)
+    except ClientError as exc:
+        ctx.warn(f"Error {'creating' if any(e.options for e in body) else gerund} units: {exc}")
         return None
     if await destroy_units(ctx, batch.surplus, args.no_block, args.block_attempts):
         return None
-    return batch.names
+    return batch
 
 
 async def run_submit(ctx: Context, args: argparse.Namespace) -> int:
@@ -79,33 +96,20 @@ async def run_submit(ctx: Context, args: argparse.Namespace) -> int:
     return 0 if await _submit(ctx, args) else 1
 
 
-async def _set_targets(ctx: Context, names: list[str], state: TargetState) -> list[schema.Unit]:
-    units = []
-    for name in names:
-        unit = await ctx.client.get_unit(name)
-        if unit is None:
-            raise ClientError(f"unable to find unit {name}")
-        if unit.desired_state != state:
-            await ctx.client.set_desired(name, state)
-        units.append(unit)
-    return units
-
-
 async def _activate(
     ctx: Context, args: argparse.Namespace, verb: str, state: TargetState, gerund: str
 ) -> list[schema.Unit] | None:
-    names = await _create(ctx, args, verb)
-    if names is None:
+    """Create and activate, then wait for the non-global units (global ones are only named)."""
+    batch = await _create(ctx, args, verb, state, gerund)
+    if batch is None:
         return None
-    try:
-        units = await _set_targets(ctx, names, state)
-    except ClientError as exc:
-        ctx.warn(f"Error {gerund} units: {exc}")
-        return None
-    for unit in units:
-        if is_global(unit):
-            ctx.say(f"Triggered global unit {unit.name} {verb}")
-    local = [u.name or "" for u in units if not is_global(u)]
+    contents = batch.contents()
+    local = []
+    for name in batch.names:
+        if file_is_global(name, contents[name]):
+            ctx.say(f"Triggered global unit {name} {verb}")
+        else:
+            local.append(name)
     return await waiting.wait_for_states(
         ctx, local, verb, state.value, args.block_attempts, args.no_block
     )

@@ -106,29 +106,27 @@ async def find_units(
     """The registry's units for these arguments, in argument order; missing ones skipped.
 
     A template stands for its instances in the registry, followed by the template itself
-    when `templates_too` (destroy).
+    when `templates_too` (destroy). One GET for a single plain unit, else one listing.
     """
     names = names_of(args)
     listed = await _listing(ctx, names)
     found: dict[str, schema.Unit] = {}
     for name in names:
-        for unit in await _units_for(ctx, name, listed, templates_too):
+        for unit in _units_for(name, listed, templates_too):
             found.setdefault(unit.name or "", unit)
     return list(found.values())
 
 
 async def _listing(ctx: Context, names: list[str]) -> dict[str, schema.Unit]:
-    if not any(templates.is_template(n) for n in names):
-        return {}
+    if len(names) == 1 and not templates.is_template(names[0]):
+        unit = await ctx.client.get_unit(names[0])
+        return {names[0]: unit} if unit is not None else {}
     return {u.name or "": u for u in await ctx.client.list_units()}
 
 
-async def _units_for(
-    ctx: Context, name: str, listed: dict[str, schema.Unit], templates_too: bool
-) -> list[schema.Unit]:
+def _units_for(name: str, listed: dict[str, schema.Unit], templates_too: bool) -> list[schema.Unit]:
     if not templates.is_template(name):
-        unit = await ctx.client.get_unit(name)
-        return [unit] if unit is not None else []
+        return [listed[name]] if name in listed else []
     wanted = templates.instances_in(name, listed) + ([name] if templates_too else [])
     return [listed[n] for n in wanted if n in listed]
 

@@ -2,7 +2,7 @@
 
 A template argument stands for all its instances in the registry; the template itself is left
 alone (it is always inactive). `stop` skips such instances that are already inactive instead of
-refusing as it does for a named unit.
+refusing as it does for a named unit. The desired-state changes go out in one POST /units.
 """
 
 from __future__ import annotations
@@ -38,11 +38,10 @@ async def _found(ctx: Context, args: argparse.Namespace) -> list[schema.Unit] | 
 async def _trigger(
     ctx: Context, units: list[schema.Unit], state: TargetState, verb: str
 ) -> list[str]:
-    """Set the desired state; return the non-global units to wait for."""
+    """Set the desired state (one request); return the non-global units to wait for."""
+    await ctx.client.set_desired([u.name or "" for u in units if u.desired_state != state], state)
     waiting_for = []
     for unit in units:
-        if unit.desired_state != state:
-            await ctx.client.set_desired(unit.name or "", state)
         if is_global(unit):
             ctx.say(f"Triggered global unit {unit.name} {verb}")
         else:

@@ -1,6 +1,7 @@
 """destroy: delete units from the registry and (unless --no-block) wait until they are gone.
 
-A template argument destroys all its instances in the registry first, then the template.
+A template argument destroys all its instances in the registry first, then the template. Each
+unit is one DELETE; the wait for all of them shares one state listing per poll.
 """
 
 from __future__ import annotations
@@ -25,20 +26,20 @@ async def run_destroy(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def destroy_units(ctx: Context, names: Sequence[str], no_block: bool, attempts: int) -> int:
-    """Delete each unit in order, print `Destroyed X`; 1 if any delete or wait failed."""
-    status = 0
+    """Delete each unit in order, wait for them all, print `Destroyed X` for each unit gone;
+    1 if any delete or wait failed."""
+    deleted = []
     for name in names:
         try:
             await ctx.client.destroy_unit(name)
         except ClientError as exc:
             ctx.warn(f"Error destroying units: {exc}")
-            status = 1
             continue
-        if not no_block and not await waiting.wait_until_gone(ctx, name, attempts):
-            status = 1
-            continue
+        deleted.append(name)
+    gone = deleted if no_block else await waiting.wait_until_gone(ctx, deleted, attempts)
+    for name in gone:
         ctx.say(f"Destroyed {name}")
-    return status
+    return 0 if len(gone) == len(names) else 1
 
 
 DESTROY = Command(

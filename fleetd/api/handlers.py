@@ -1,8 +1,9 @@
 """API v1 semantics over the typed Registry, with no HTTP library in sight.
 
 Owns what each endpoint means: fleet's derived current state, PUT's create / replace /
-desired-state rules and their messages, filters, ordering and page tokens. Each handler returns
-`(status, body-model or None)` or raises a `fleetd.errors` error that the server maps to a status.
+desired-state rules and their messages, filters, ordering and page tokens, and which status
+each `fleetd.errors` error means. Each handler returns `(status, body-model or None)` or raises
+a `fleetd.errors` error that the server maps to a status (POST /units lives in `batch`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from fleetd.api import schema
-from fleetd.errors import Conflict, InvalidInput, InvalidState, NotFound
+from fleetd.errors import Conflict, FleetError, InvalidInput, InvalidState, NotFound, RegistryUnavailable
 from fleetd.model import machine as machine_model
 from fleetd.model import states
 from fleetd.model.names import parse_name, validate_name
@@ -27,6 +28,21 @@ DEFAULT_PAGE_LIMIT = 100
 _INACTIVE = states.TargetState.INACTIVE
 T = TypeVar("T")
 Result = tuple[int, schema.Wire | None]
+
+_STATUS: tuple[tuple[type[FleetError], int], ...] = (
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (RegistryUnavailable, 503),
+)
+
+
+def status_for(exc: FleetError) -> int:
+    """The HTTP status of a fleetd error; 500 for any other."""
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
 
 
 # pages ------------------------------------------------------------------------------------------
@@ -70,14 +86,17 @@ def current_state(assignment: Assignment | None, reported: dict[str, states.Unit
     return found.state.value if found else states.TargetState.INACTIVE.value
 
 
-async def _options(reg: Registry, unit: Unit) -> list[schema.UnitOption]:
-    text = await reg.get_file(unit.hash)
-    if text is None:
-        return []
-    return [
-        schema.UnitOption(section=o.section, name=o.name, value=o.value)
-        for o in UnitFile.parse(text).options
-    ]
+Options = dict[str, list[schema.UnitOption]]  # file hash -> its options, read once per request
+
+
+async def _options(reg: Registry, unit: Unit, known: Options) -> list[schema.UnitOption]:
+    if unit.hash not in known:
+        text = await reg.get_file(unit.hash)
+        known[unit.hash] = [] if text is None else [
+            schema.UnitOption(section=o.section, name=o.name, value=o.value)
+            for o in UnitFile.parse(text).options
+        ]
+    return known[unit.hash]
 
 
 async def _to_wire(
@@ -86,10 +105,11 @@ async def _to_wire(
     assignment: Assignment | None,
     reported: dict[str, states.UnitState],
     pending: str | None = None,
+    known: Options | None = None,
 ) -> schema.Unit:
     return schema.Unit(
         name=unit.name,
-        options=await _options(reg, unit),
+        options=await _options(reg, unit, {} if known is None else known),
         desired_state=unit.desired,
         current_state=states.TargetState(current_state(assignment, reported)),
         machine_id=assignment.machine if assignment else None,
@@ -117,9 +137,9 @@ async def list_units(
     page, next_token = paginate(units, token, limit)
     placed = _assignments_by_unit(await reg.list_assignments())
     reported = _states_by_unit(await reg.list_states())
-    pending = await reg.list_pending()
+    pending, known = await reg.list_pending(), Options()
     wire = [
-        await _to_wire(reg, u, placed.get(u.name), reported.get(u.name, {}), pending.get(u.name))
+        await _to_wire(reg, u, placed.get(u.name), reported.get(u.name, {}), pending.get(u.name), known)
         for u in page
     ]
     return 200, schema.UnitPage(units=wire, next_page_token=next_token)
@@ -142,20 +162,27 @@ def _check_body_name(name: str, body: schema.Unit) -> None:
         )
 
 
-def _check_desired(name: str, desired: states.TargetState) -> None:
+def check_desired(name: str, desired: states.TargetState) -> None:
+    """Only `inactive` for a template."""
     if desired != states.TargetState.INACTIVE and parse_name(name).is_template:
         raise InvalidState(f'cannot activate template "{name}"')
 
 
+def parse_options(options: Sequence[schema.UnitOption]) -> UnitFile:
+    """The unit file the options make, checked to round-trip through the parser."""
+    unitfile = UnitFile.from_options(UnitOption(o.section, o.name, o.value) for o in options)
+    UnitFile.parse(unitfile.serialize())
+    return unitfile
+
+
 def build_unit_file(name: str, options: Sequence[schema.UnitOption]) -> UnitFile:
     """Validate options and requirements exactly as stored; raise InvalidInput subclasses."""
-    unitfile = UnitFile.from_options(UnitOption(o.section, o.name, o.value) for o in options)
-    UnitFile.parse(unitfile.serialize())  # must round-trip through the parser
+    unitfile = parse_options(options)
     validate_requirements(parse_requirements(name, unitfile))
     return unitfile
 
 
-def _record(name: str, unitfile: UnitFile, desired: states.TargetState) -> Unit:
+def unit_record(name: str, unitfile: UnitFile, desired: states.TargetState) -> Unit:
     is_global = parse_requirements(name, unitfile).is_global
     return Unit(name, unitfile.hash, desired, is_global=is_global)
 
@@ -179,8 +206,8 @@ async def _create(reg: Registry, name: str, body: schema.Unit) -> Result:
         raise Conflict("unit does not exist and options field empty")
     unitfile = build_unit_file(name, body.options)
     desired = body.desired_state or states.TargetState.INACTIVE
-    _check_desired(name, desired)
-    if not await reg.create_unit(_record(name, unitfile, desired), unitfile.serialize()):
+    check_desired(name, desired)
+    if not await reg.create_unit(unit_record(name, unitfile, desired), unitfile.serialize()):
         raise Conflict("unit already exists")
     return 201, None
 
@@ -189,8 +216,8 @@ async def _replace(
     reg: Registry, name: str, unitfile: UnitFile, desired: states.TargetState | None
 ) -> Result:
     desired = desired or states.TargetState.INACTIVE
-    _check_desired(name, desired)
-    if not await reg.replace_unit(_record(name, unitfile, desired), unitfile.serialize()):
+    check_desired(name, desired)
+    if not await reg.replace_unit(unit_record(name, unitfile, desired), unitfile.serialize()):
         raise NotFound("unit does not exist")
     return 201, None
 
@@ -198,7 +225,7 @@ async def _replace(
 async def _set_desired(reg: Registry, name: str, desired: states.TargetState | None) -> Result:
     if desired is None:
         raise Conflict("must provide DesiredState to update existing unit")
-    _check_desired(name, desired)
+    check_desired(name, desired)
     if await reg.set_desired(name, desired) is None:
         raise NotFound("unit does not exist")
     return 204, None

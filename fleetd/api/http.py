@@ -1,53 +1,37 @@
 """The HTTP server for API v1: routes, error mapping, listening sockets (the only aiohttp user).
 
 Owns the transport: paths under /fleet/v1 (and fleet's legacy /v1-alpha), 405/404/415 answers,
-the `{"error":{"code","message"}}` body for every failure, the `Server: fleetd/<version>` header,
-and the unix socket (stale file removal, mode, group) plus optional TCP listener.
+JSON body decoding and its size limit, the `{"error":{"code","message"}}` body for every failure,
+the `Server: fleetd/<version>` header, and the unix socket (stale file removal, mode, group) plus
+optional TCP listener.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
 import stat
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from fleetd.api import handlers, schema
-from fleetd.errors import (
-    Conflict,
-    FleetError,
-    InvalidInput,
-    NotFound,
-    RegistryUnavailable,
-)
+from fleetd.api import batch, handlers, schema
+from fleetd.errors import FleetError, InvalidInput
 from fleetd.registry.store import Registry
 
 PREFIXES = ("/fleet/v1", "/v1-alpha")
 JSON = "application/json"
 REGISTRY_KEY = web.AppKey("registry", Registry)
 LIMIT_KEY = web.AppKey("page_limit", int)
+MAX_BODY = 64 * 1024 * 1024  # a POST /units of MAX_BATCH entries with sizeable unit files
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_STATUS: tuple[tuple[type[FleetError], int], ...] = (
-    (InvalidInput, 400),
-    (NotFound, 404),
-    (Conflict, 409),
-    (RegistryUnavailable, 503),
-)
-
-
-def status_for(exc: FleetError) -> int:
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 500
-
+W = TypeVar("W", bound=schema.Wire)
 
 def error_response(code: int, message: str) -> web.Response:
     return web.Response(
@@ -68,7 +52,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except FleetError as exc:
-        return error_response(status_for(exc), str(exc))
+        return error_response(handlers.status_for(exc), str(exc))
     except web.HTTPMethodNotAllowed:
         return error_response(405, "method not allowed")
     except web.HTTPNotFound:
@@ -101,25 +85,46 @@ async def get_unit(request: web.Request) -> web.Response:
 
 
 async def put_unit(request: web.Request) -> web.Response:
-    body = await _unit_body(request)
+    body = await _json_body(request, schema.Unit)
     return _reply(await handlers.put_unit(_reg(request), request.match_info["name"], body))
 
 
-async def _unit_body(request: web.Request) -> schema.Unit:
+async def post_units(request: web.Request) -> web.Response:
+    body = await _json_body(request, schema.UnitBatch)
+    return _reply(await batch.post_units(_reg(request), body))
+
+
+async def _json_body(request: web.Request, model: type[W]) -> W:
     types = request.headers.getall("Content-Type", [])
     if len(types) != 1 or types[0].split(";")[0].strip().lower() != JSON:
         raise web.HTTPUnsupportedMediaType(reason="expected Content-Type application/json")
     raw = await request.text()
     try:
-        return schema.Unit.from_json(raw)
+        return model.from_json(raw)
     except ValidationError as exc:
-        raise InvalidInput(f"unable to decode body: {_first_error(exc)}") from exc
+        raise InvalidInput(f"unable to decode body: {_first_error(exc, raw)}") from exc
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError, raw: str) -> str:
+    """`loc: msg`; inside a POST /units entry the unit's name stands for its index."""
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
-    return f"{where}: {err.get('msg', 'invalid')}"
+    loc, msg = list(err.get("loc", ())), err.get("msg", "invalid")
+    named = _entry_name(raw, loc[1]) if len(loc) > 2 and loc[0] == "units" else None
+    if named is not None:
+        return f'unit "{named}": ' + _located(loc[2:], msg)
+    return _located(loc, msg)
+
+
+def _located(loc: list, msg: str) -> str:
+    return f"{'.'.join(str(p) for p in loc) or 'body'}: {msg}"
+
+
+def _entry_name(raw: str, index: object) -> str | None:
+    try:
+        name = json.loads(raw)["units"][index].get("name")
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name else None
 
 
 async def delete_unit(request: web.Request) -> web.Response:
@@ -156,7 +161,7 @@ async def _root(request: web.Request) -> web.Response:
 def _add_routes(app: web.Application, prefix: str) -> None:
     unit, state = prefix + "/units/{name}", prefix + "/state/{name}"
     table: list[tuple[str, dict[str, Handler], str]] = [
-        (prefix + "/units", {"GET": list_units}, "GET"),
+        (prefix + "/units", {"GET": list_units, "POST": post_units}, "GET and POST"),
         (unit, {"GET": get_unit, "PUT": put_unit, "DELETE": delete_unit}, "GET, PUT and DELETE"),
         (prefix + "/state", {"GET": list_states}, "GET"),
         (state, {"GET": get_state}, "GET"),
@@ -177,7 +182,7 @@ def make_app(
     registry: Registry, version: str, *, page_limit: int = handlers.DEFAULT_PAGE_LIMIT
 ) -> web.Application:
     """The API application over `registry`; pages hold at most `page_limit` items."""
-    app = web.Application(middlewares=[errors_middleware])
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[REGISTRY_KEY] = registry
     app[LIMIT_KEY] = page_limit
     for prefix in PREFIXES:

@@ -62,6 +62,31 @@ class UnitPage(Wire):
     next_page_token: str | None = _json("nextPageToken", default=None)
 
 
+MAX_BATCH = 10000  # entries in one POST /units
+
+
+class UnitBatch(Wire):
+    """The body of POST /units: entries shaped like PUT's body, each with its `name`."""
+
+    units: list[Unit]
+
+
+class UnitResult(Wire):
+    """What POST /units did with one entry: 201 created or replaced, 204 desired state set.
+
+    An entry redone as a plain PUT after losing a race may instead carry that PUT's error
+    status (404, 409) and `message`.
+    """
+
+    name: str
+    status: int
+    message: str | None = None
+
+
+class UnitResults(Wire):
+    results: list[UnitResult]
+
+
 class UnitState(Wire):
     """What systemd reports for one unit on one machine."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from fleetd.errors import Fenced
 from fleetd.model.machine import Machine
@@ -18,6 +19,50 @@ from fleetd.registry.keys import Keys
 from fleetd.registry.kv import KV, Compare, Delete, Op, Put
 
 MAX_TXN_OPS = 128
+MAX_TXN_BYTES = 512 * 1024  # keys + values of one unit batch txn; etcd refuses requests > 1.5 MiB
+
+
+@dataclass(frozen=True, slots=True)
+class UnitWrite:
+    """One unit change of a batch (`Registry.write_units`).
+
+    `unit` is the new record; `text` the file to store with it (None when only the desired
+    state changes); `revision` the unit's mod revision the change was decided against (0: the
+    unit must not exist yet); `was_global` the stored record's Global=, so global/ follows.
+    """
+
+    unit: Unit
+    text: str | None = None
+    revision: int = 0
+    was_global: bool = False
+
+
+@dataclass
+class _UnitTxn:
+    """A unit batch txn being packed: its writes, their ops and its size in bytes so far."""
+
+    writes: list[UnitWrite] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
+    files: set[str] = field(default_factory=set)
+    size: int = 0
+
+    def take(self, write: UnitWrite, ops: list[Op], file: Put | None) -> bool:
+        """Add `write` with its ops (and its file, once per txn) unless a bound would break."""
+        if file is not None and write.unit.hash not in self.files:
+            ops = [file, *ops]
+        size = len(write.unit.name.encode()) + sum(self.bytes_of(op) for op in ops)  # + its compare
+        if self.writes and (len(self.ops) + len(ops) > MAX_TXN_OPS or self.size + size > MAX_TXN_BYTES):
+            return False
+        self.writes.append(write)
+        self.ops += ops
+        self.size += size
+        if file is not None:
+            self.files.add(write.unit.hash)
+        return True
+
+    @staticmethod
+    def bytes_of(op: Op) -> int:
+        return len(op.key.encode()) + (len(op.value.encode()) if isinstance(op, Put) else 0)
 
 
 class Registry:
@@ -100,6 +145,62 @@ class Registry:
         kv = await self.kv.get(self.keys.file(digest))
         return kv.value if kv else None
 
+    async def units_with_revisions(self) -> dict[str, tuple[Unit, int]]:
+        """Every unit with the mod revision it was read at, from one prefix listing."""
+        listing = await self.kv.get_prefix(self.keys.units)
+        found = ((codec.decode_unit(kv.value), kv.mod_revision) for kv in listing.items)
+        return {unit.name: (unit, revision) for unit, revision in found}
+
+    async def write_units(self, writes: Sequence[UnitWrite]) -> list[bool]:
+        """Apply many unit changes in few txns; per write, in order, whether it was applied.
+
+        Each txn holds at most MAX_TXN_OPS ops and MAX_TXN_BYTES bytes, a file shared by its
+        units once, and one compare per unit (create: version == 0; otherwise the mod revision
+        in the write), so every unit changes whole or not at all. A txn whose compares fail
+        (someone raced us) is redone unit by unit with the single-unit methods above; a write
+        that still loses is reported False. Unit names must be unique.
+        """
+        if len({w.unit.name for w in writes}) != len(writes):
+            raise ValueError("write_units: unit names must be unique")
+        done: list[bool] = []
+        for txn in self._pack_unit_txns(writes):
+            result = await self.kv.txn([self._write_guard(w) for w in txn.writes], txn.ops)
+            done += [True] * len(txn.writes) if result.succeeded else [
+                await self._write_one(w) for w in txn.writes]
+        return done
+
+    def _pack_unit_txns(self, writes: Sequence[UnitWrite]) -> list[_UnitTxn]:
+        txns: list[_UnitTxn] = []
+        for w in writes:
+            ops = self._write_ops(w)
+            file = Put(self.keys.file(w.unit.hash), w.text) if w.text is not None else None
+            if not txns or not txns[-1].take(w, ops, file):
+                txns.append(_UnitTxn())
+                txns[-1].take(w, ops, file)
+        return txns
+
+    def _write_guard(self, w: UnitWrite) -> Compare:
+        key = self.keys.unit(w.unit.name)
+        return Compare(key, "mod", "==", w.revision) if w.revision else Compare(key, "version", "==", 0)
+
+    def _write_ops(self, w: UnitWrite) -> list[Op]:
+        """The record, and its global/ copy only when it is or was global (no no-op deletes)."""
+        record = codec.encode_unit(w.unit)
+        ops: list[Op] = [Put(self.keys.unit(w.unit.name), record)]
+        if w.unit.is_global:
+            ops.append(Put(self.keys.global_unit(w.unit.name), record))
+        elif w.was_global:
+            ops.append(Delete(self.keys.global_unit(w.unit.name)))
+        return ops
+
+    async def _write_one(self, w: UnitWrite) -> bool:
+        """A write whose batch txn lost a race, with today's single-unit semantics."""
+        if not w.revision:
+            return await self.create_unit(w.unit, w.text or "")
+        if w.text is not None:
+            return await self.replace_unit(w.unit, w.text)
+        return await self.set_desired(w.unit.name, w.unit.desired) is not None
+
     # machines, placements, states (read side) --------------------------------------------
 
     async def list_machines(self) -> list[Machine]:
@@ -134,6 +235,25 @@ class Registry:
 
     async def delete_state(self, unit: str, machine: str) -> None:
         await self.kv.delete(self.keys.state(unit, machine))
+
+    async def write_states(self, machine: str, lease: int, changed: Sequence[UnitState],
+                           gone: Sequence[str]) -> int:
+        """Put `changed` on `lease` and delete the states of the units `gone` from `machine`.
+
+        One txn per MAX_TXN_OPS ops, no compares; returns how many txns it took. If one
+        raises, the earlier ones stay applied.
+        """
+        ops: list[Op] = [Put(self.keys.state(s.name, machine), codec.encode_state(s), lease)
+                         for s in changed]
+        ops += [Delete(self.keys.state(unit, machine)) for unit in gone]
+        batches = [ops[i:i + MAX_TXN_OPS] for i in range(0, len(ops), MAX_TXN_OPS)]
+        for batch in batches:
+            await self.kv.txn((), batch)
+        return len(batches)
+
+    def decode_global(self, key: str, value: str) -> Unit:
+        """A global/ record (a copy of the unit record), as the agents' watch delivers it."""
+        return codec.decode_unit(value)
 
     # engine side ----------------------------------------------------------------------------
 

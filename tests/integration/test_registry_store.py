@@ -1,14 +1,16 @@
 """The typed Registry (fleetd.registry.store) over MemoryKV and over a real etcd.
 
 Checks what the API, engine and agents depend on: units are created once, desired state
-changes stick, exactly one engine wins a campaign and its token is the leader key's create
-revision, a resigned leader's commits are fenced, and listings decode back to the records.
+changes stick, batches of unit writes stay within etcd's txn limits and are atomic per unit,
+exactly one engine wins a campaign and its token is the leader key's create revision, a
+resigned leader's commits are fenced, and listings decode back to the records.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -18,10 +20,12 @@ from fleetd.model.states import SystemdState, TargetState, UnitState
 from fleetd.model.unit import Assignment, Unit
 from fleetd.registry.etcd import EtcdKV
 from fleetd.registry.keys import Keys, normalize_prefix
+from fleetd.registry.kv import Compare, Op, Put, TxnResult
 from fleetd.registry.memory import MemoryKV
-from fleetd.registry.store import MAX_TXN_OPS, Registry
+from fleetd.registry.store import MAX_TXN_BYTES, MAX_TXN_OPS, Registry, UnitWrite
 
 TEXT = "[Service]\nExecStart=/bin/sleep infinity\n"
+INACTIVE, LOADED, LAUNCHED = TargetState.INACTIVE, TargetState.LOADED, TargetState.LAUNCHED
 
 
 @pytest.fixture(params=["memory", "etcd"])
@@ -53,6 +57,94 @@ async def test_set_desired(reg: Registry) -> None:
     assert changed == unit("db.service", TargetState.LAUNCHED)
     assert (await reg.get_unit("db.service")).desired is TargetState.LAUNCHED
     assert await reg.set_desired("missing.service", TargetState.LOADED) is None
+
+
+class CountingKV:
+    """Passes every call on to `kv`, recording each txn's compares, ops and outcome."""
+
+    def __init__(self, kv: MemoryKV | EtcdKV) -> None:
+        self.kv = kv
+        self.txns: list[tuple[list[Compare], list[Op], bool]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.kv, name)
+
+    async def txn(self, compares: Sequence[Compare], success: Sequence[Op],
+                  failure: Sequence[Op] = ()) -> TxnResult:
+        result = await self.kv.txn(compares, success, failure)
+        self.txns.append((list(compares), list(success), result.succeeded))
+        return result
+
+
+def counted(reg: Registry) -> tuple[Registry, CountingKV]:
+    kv = CountingKV(reg.kv)  # type: ignore[arg-type]
+    return Registry(kv, reg.keys), kv  # type: ignore[arg-type]
+
+
+def op_bytes(op: Op) -> int:
+    return len(op.key.encode()) + (len(op.value.encode()) if isinstance(op, Put) else 0)
+
+
+async def desired_states(reg: Registry) -> dict[str, TargetState]:
+    return {u.name: u.desired for u in await reg.list_units()}
+
+
+async def test_write_units_packs_a_thousand_instances_into_few_txns(reg: Registry) -> None:
+    counting, kv = counted(reg)
+    writes = [UnitWrite(unit(f"web@{i}.service", LAUNCHED), TEXT) for i in range(1, 1001)]
+    assert await counting.write_units(writes) == [True] * 1000
+    ops = sum(len(success) for _, success, _ in kv.txns)
+    assert len(kv.txns) <= math.ceil(ops / MAX_TXN_OPS)
+    for compares, success, succeeded in kv.txns:
+        assert succeeded and len(success) <= MAX_TXN_OPS and len(compares) <= MAX_TXN_OPS
+        assert sum(op.key.startswith(reg.keys.files) for op in success) == 1  # the shared file once
+        assert not any(op.key.startswith(reg.keys.globals) for op in success)  # no no-op deletes
+    assert await desired_states(reg) == {f"web@{i}.service": LAUNCHED for i in range(1, 1001)}
+    assert await reg.get_file("ab" * 32) == TEXT
+
+
+async def test_write_units_keeps_each_txn_under_the_byte_bound(reg: Registry) -> None:
+    counting, kv = counted(reg)
+    texts = [f"[Service]\nExecStart=/bin/echo {i}{'x' * 100_000}\n" for i in range(12)]
+    writes = [UnitWrite(Unit(f"u{i}.service", f"{i:064x}", INACTIVE), t) for i, t in enumerate(texts)]
+    assert await counting.write_units(writes) == [True] * 12
+    assert len(kv.txns) >= 3
+    assert all(sum(op_bytes(op) for op in success) <= MAX_TXN_BYTES for _, success, _ in kv.txns)
+    assert [await reg.get_file(f"{i:064x}") for i in range(12)] == texts
+
+
+async def test_write_units_is_atomic_per_unit_and_falls_back_after_a_race(reg: Registry) -> None:
+    await reg.create_unit(unit("taken.service"), TEXT)  # created by someone else meanwhile
+    await reg.create_unit(unit("moved.service"), TEXT)
+    stale = (await reg.units_with_revisions())["moved.service"][1]
+    await reg.set_desired("moved.service", LOADED)  # its mod revision moved on
+    counting, kv = counted(reg)
+    done = await counting.write_units([
+        UnitWrite(unit("a.service", LAUNCHED), TEXT),
+        UnitWrite(Unit("taken.service", "cd" * 32, LAUNCHED), "other"),  # create: loses
+        UnitWrite(unit("moved.service", LAUNCHED), None, stale),  # stale: redone as set_desired
+        UnitWrite(unit("gone.service", LAUNCHED), None, stale),  # vanished: loses
+    ])
+    assert done == [True, False, True, False]
+    assert kv.txns[0][2] is False  # the batch txn wrote nothing; then one unit at a time
+    assert await desired_states(reg) == {
+        "a.service": LAUNCHED, "taken.service": INACTIVE, "moved.service": LAUNCHED}
+    assert await reg.get_unit("taken.service") == unit("taken.service")
+    assert await reg.get_file("cd" * 32) is None
+
+
+async def test_write_units_mirrors_global_units(reg: Registry) -> None:
+    g = Unit("g.service", "ab" * 32, LAUNCHED, is_global=True)
+    assert await reg.write_units([UnitWrite(g, TEXT), UnitWrite(unit("p.service"), TEXT)]) == [True, True]
+    assert await reg.list_globals() == [g]
+    revision = (await reg.units_with_revisions())["g.service"][1]
+    loaded = Unit("g.service", "ab" * 32, LOADED, is_global=True)
+    assert await reg.write_units([UnitWrite(loaded, None, revision, was_global=True)]) == [True]
+    assert await reg.list_globals() == [loaded]
+    revision = (await reg.units_with_revisions())["g.service"][1]
+    plain = Unit("g.service", "cd" * 32, LOADED)
+    assert await reg.write_units([UnitWrite(plain, "other", revision, was_global=True)]) == [True]
+    assert await reg.list_globals() == []
 
 
 async def test_campaign_has_one_winner_with_create_revision_token(reg: Registry) -> None:
