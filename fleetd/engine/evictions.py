@@ -21,8 +21,9 @@ from fleetd.model.requirements import (
 )
 
 
-def evictions(snapshot: Snapshot) -> tuple[list[str], list[Evict]]:
-    """Assignments to keep (name order) and those to evict, with reasons."""
+def evictions(snapshot: Snapshot) -> tuple[list[str], list[Evict], Board]:
+    """Assignments to keep (name order) and those to evict, with reasons; and the board holding
+    exactly the kept ones (the placement step goes on from it)."""
     kept, evicted = [], []
     for name in sorted(snapshot.assignments):
         reason = _invalid_reason(snapshot, name)
@@ -33,7 +34,7 @@ def evictions(snapshot: Snapshot) -> tuple[list[str], list[Evict]]:
     board = Board(snapshot, ())
     kept = _drop_conflicts(snapshot, board, kept, evicted)
     kept = _drop_orphans(snapshot, board, kept, evicted)
-    return kept, evicted
+    return kept, evicted, board
 
 
 def machine_refusal(req: Requirements, machine: Machine) -> str | None:
@@ -60,7 +61,7 @@ def _invalid_reason(snapshot: Snapshot, name: str) -> str | None:
         return f"desired state is {spec.unit.desired.value}"
     if spec.requirements.is_global:
         return "global units are not placed by the engine"
-    if parse_name(name).is_template:
+    if "@" in name and parse_name(name).is_template:
         return "a template cannot be scheduled"
     if machine is None:
         return f"machine {machine_id[:8]} went away"

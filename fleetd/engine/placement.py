@@ -57,8 +57,7 @@ def place_all(snapshot: Snapshot, board: Board) -> Outcome:
     """
     out = Outcome([], [], [])
     templates: list[Pending] = []
-    order = _order_keys(snapshot)
-    queue = _Queue(snapshot, order, _to_place(snapshot, board, templates))
+    queue = _Queue(snapshot, _to_place(snapshot, board, templates))
     while True:
         placed = len(out.placements)
         while (name := queue.pop()) is not None:
@@ -79,9 +78,10 @@ class _Queue:
     """Units waiting to be placed, in placement order; a unit whose MachineOf peer still waits is
     held back until that peer leaves the queue."""
 
-    def __init__(self, snapshot: Snapshot, order: dict[str, tuple[float, str]], names: list[str]) -> None:
-        self.snapshot, self.order = snapshot, order
-        self.heap = [order[n] for n in names]
+    def __init__(self, snapshot: Snapshot, names: list[str]) -> None:
+        self.snapshot = snapshot
+        self.order = _OrderKeys(snapshot)
+        self.heap = [self.order[n] for n in names]
         heapq.heapify(self.heap)
         self.waiting = set(names)
         self.held: list[str] = []
@@ -117,24 +117,29 @@ def _to_place(snapshot: Snapshot, board: Board, pending: list[Pending]) -> list[
     for name, spec in snapshot.units.items():
         if name in board.where or not spec.active or spec.requirements.is_global:
             continue
-        if parse_name(name).is_template:
+        if "@" in name and parse_name(name).is_template:
             pending.append(Pending(name, "a template cannot be scheduled; start its instances"))
         else:
             names.append(name)
     return names
 
 
-def _order_keys(snapshot: Snapshot) -> dict[str, tuple[float, str]]:
-    """Sort key per unit: largest first (summed share of the biggest machine), then by name."""
-    machines = snapshot.machines.values()
-    biggest = (max((m.capacity.cpu for m in machines), default=0),
-               max((m.capacity.memory for m in machines), default=0))
-    keys = {}
-    for name, spec in snapshot.units.items():
-        demand = spec.requirements.resources
-        shares = [d / c for d, c in zip((demand.cpu, demand.memory), biggest, strict=True) if c]
-        keys[name] = (-sum(shares), name)
-    return keys
+class _OrderKeys(dict[str, tuple[float, str]]):
+    """Sort key per unit, made when first asked for: largest first (summed share of the biggest
+    machine's capacity), then by name."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        machines = snapshot.machines.values()
+        self.biggest = (max((m.capacity.cpu for m in machines), default=0),
+                        max((m.capacity.memory for m in machines), default=0))
+
+    def __missing__(self, name: str) -> tuple[float, str]:
+        demand = self.snapshot.units[name].requirements.resources
+        shares = [d / c for d, c in zip((demand.cpu, demand.memory), self.biggest, strict=True) if c]
+        self[name] = key = (-sum(shares), name)
+        return key
 
 
 def _pend_cycles(snapshot: Snapshot, queue: list[str], pending: list[Pending]) -> None:

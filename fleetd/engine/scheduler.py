@@ -9,7 +9,6 @@ for itself), but they count toward load, conflicts and resources.
 
 from __future__ import annotations
 
-from fleetd.engine.board import Board
 from fleetd.engine.evictions import evictions
 from fleetd.engine.placement import place_all
 from fleetd.engine.plan import (
@@ -33,8 +32,7 @@ __all__ = [
 
 def schedule(snapshot: Snapshot) -> Plan:
     """Decide evictions, in-place updates and placements for one reconcile pass."""
-    kept, evicted = evictions(snapshot)
-    board = Board(snapshot, kept)
+    kept, evicted, board = evictions(snapshot)
     board.add_globals()
     outcome = place_all(snapshot, board)
     still = [name for name in kept if board.where.get(name) == snapshot.assignments[name].machine]
