@@ -22,6 +22,25 @@ MAX_TXN_OPS = 128
 MAX_TXN_BYTES = 512 * 1024  # keys + values of one unit batch txn; etcd refuses requests > 1.5 MiB
 
 
+def op_bytes(op: Op) -> int:
+    return len(op.key.encode()) + (len(op.value.encode()) if isinstance(op, Put) else 0)
+
+
+def txn_batches(ops: Sequence[Op]) -> list[Sequence[Op]]:
+    """`ops` in order, cut into runs of at most MAX_TXN_OPS ops and MAX_TXN_BYTES bytes."""
+    batches: list[Sequence[Op]] = []
+    start, size = 0, 0
+    for i, op in enumerate(ops):
+        cost = op_bytes(op)
+        if i > start and (i - start >= MAX_TXN_OPS or size + cost > MAX_TXN_BYTES):
+            batches.append(ops[start:i])
+            start, size = i, 0
+        size += cost
+    if start < len(ops):
+        batches.append(ops[start:])
+    return batches
+
+
 @dataclass(frozen=True, slots=True)
 class UnitWrite:
     """One unit change of a batch (`Registry.write_units`).
@@ -62,7 +81,7 @@ class _UnitTxn:
 
     @staticmethod
     def bytes_of(op: Op) -> int:
-        return len(op.key.encode()) + (len(op.value.encode()) if isinstance(op, Put) else 0)
+        return op_bytes(op)
 
 
 class Registry:
@@ -288,14 +307,15 @@ class Registry:
     async def commit(self, token: int, ops: Sequence[Op],
                      on_batch: Callable[[Sequence[Op], int], None] | None = None,
                      in_flight: int = 4) -> int:
-        """Apply leader writes in fenced batches, up to `in_flight` txns at a time (so the ops
-        of one call must not depend on each other's order); return how many txns it took.
+        """Apply leader writes in fenced batches (`txn_batches`), up to `in_flight` txns at a
+        time (so the ops of one call must not depend on each other's order); return how many
+        txns it took.
 
         `on_batch(batch, revision)` is told of each batch etcd accepted, as soon as it did.
         Raises `Fenced` once a batch is refused: the leader key is no longer ours.
         """
         fence = [Compare(self.keys.leader, "create", "==", token)]
-        batches = [ops[i:i + MAX_TXN_OPS] for i in range(0, len(ops), MAX_TXN_OPS)]
+        batches = txn_batches(ops)
         gate = asyncio.Semaphore(in_flight)
 
         async def send(batch: Sequence[Op]) -> None:

@@ -22,7 +22,7 @@ from fleetd.registry.etcd import EtcdKV
 from fleetd.registry.keys import Keys, normalize_prefix
 from fleetd.registry.kv import Compare, Op, Put, TxnResult
 from fleetd.registry.memory import MemoryKV
-from fleetd.registry.store import MAX_TXN_BYTES, MAX_TXN_OPS, Registry, UnitWrite
+from fleetd.registry.store import MAX_TXN_BYTES, MAX_TXN_OPS, Registry, UnitWrite, txn_batches
 
 TEXT = "[Service]\nExecStart=/bin/sleep infinity\n"
 INACTIVE, LOADED, LAUNCHED = TargetState.INACTIVE, TargetState.LOADED, TargetState.LAUNCHED
@@ -184,6 +184,32 @@ async def test_commit_batches_large_plans(reg: Registry) -> None:
               for i in range(MAX_TXN_OPS + 5)]
     assert await reg.commit(token, [reg.place_op(a) for a in places]) == 2
     assert sorted(await reg.list_assignments("m1"), key=lambda a: a.unit) == places
+
+
+async def test_commit_reports_each_accepted_batch_with_its_revision(reg: Registry) -> None:
+    token = await reg.campaign("m1", await reg.kv.grant(30))
+    places = [Assignment(f"u{i:03}.service", "m1", "cd" * 32, TargetState.LOADED)
+              for i in range(3 * MAX_TXN_OPS)]
+    seen: list[tuple[int, int]] = []
+    txns = await reg.commit(token, [reg.place_op(a) for a in places],
+                            on_batch=lambda batch, revision: seen.append((len(batch), revision)))
+    assert txns == 3 and sorted(n for n, _ in seen) == [MAX_TXN_OPS] * 3
+    assert len({revision for _, revision in seen}) == 3  # three txns, three revisions
+    assert len(await reg.list_assignments("m1")) == 3 * MAX_TXN_OPS
+
+
+@pytest.mark.parametrize(("sizes", "expected"), [
+    ([], []),
+    ([10] * 3, [3]),
+    ([10] * (MAX_TXN_OPS + 1), [MAX_TXN_OPS, 1]),
+    ([MAX_TXN_BYTES // 2] * 3, [2, 1]),  # bytes cut before ops do
+    ([MAX_TXN_BYTES * 2, 10], [1, 1]),  # an op bigger than the limit still goes, alone
+])
+def test_txn_batches_cut_by_ops_and_bytes(sizes: list[int], expected: list[int]) -> None:
+    ops = [Put(f"k{i}", "x" * (size - len(f"k{i}"))) for i, size in enumerate(sizes)]
+    batches = txn_batches(ops)
+    assert [len(b) for b in batches] == expected
+    assert [op for b in batches for op in b] == ops
 
 
 async def test_list_assignments_and_states_decode(reg: Registry) -> None:
