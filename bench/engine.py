@@ -67,6 +67,7 @@ class Result:
     etcd_requests: int
     etcd_reads: int
     engine_cpu_s: float
+    engine_rss_mb: float
     txns_per_placement: float
     submit_seconds: float | None = None  # live: fleetctl's own run time
     load_s: float | None = None  # from the engine's log: reading the registry at leadership
@@ -77,6 +78,14 @@ class Result:
 SUITE = [Case(100, 1000), Case(100, 3000), Case(100, 10000), Case(1000, 1000), Case(1000, 10000),
          Case(100, 1000, mix="resources"), Case(1000, 10000, mix="resources"),
          Case(100, 1000, "live"), Case(1000, 1000, "live"), Case(5000, 100000)]
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a live process in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -150,12 +159,13 @@ class Run:
             else:
                 started, done, submit = await self._live(kv)
             cpu = _cpu_seconds(engine.pid or 0) - cpu_before
+            rss = _rss_mb(engine.pid or 0)
             counters = self.shared.read()
             await _verify(kv, self.keys, machine_ids, self.case.units)
         finally:
             await kv.close()
         phases = engine_phases(Path(self.log_path).read_text())
-        return _result(self.case, done - started, counters, cpu, submit, phases)
+        return _result(self.case, done - started, counters, cpu, submit, phases, rss)
 
     async def _live(self, kv: KV) -> tuple[float, float, float]:
         self.go.set()
@@ -197,13 +207,14 @@ def engine_phases(log: str) -> dict[str, float]:
 
 
 def _result(case: Case, seconds: float, counters: dict[str, int], cpu: float,
-            submit: float | None, phases: dict[str, float]) -> Result:
+            submit: float | None, phases: dict[str, float], rss: float) -> Result:
     return Result(
         machines=case.machines, units=case.units, mode=case.mode, mix=case.mix,
         seconds=round(seconds, 4), placements_per_s=round(case.units / seconds, 1),
         etcd_txns=counters["txns"], etcd_txn_ops=counters["txn_ops"],
         etcd_requests=counters["requests"], etcd_reads=counters["reads"],
-        engine_cpu_s=round(cpu, 2), txns_per_placement=round(counters["txns"] / case.units, 4),
+        engine_cpu_s=round(cpu, 2), engine_rss_mb=rss,
+        txns_per_placement=round(counters["txns"] / case.units, 4),
         submit_seconds=round(submit, 3) if submit is not None else None,
         load_s=phases.get("load_s"), decide_s=phases.get("decide_s"), commit_s=phases.get("commit_s"))
 

@@ -16,7 +16,8 @@ from typing import Any
 COLUMNS = [("machines", "machines"), ("units", "units"), ("mode", "mode"), ("mix", "mix"),
            ("seconds", "seconds"), ("placements_per_s", "placements/s"), ("etcd_txns", "txns"),
            ("txns_per_placement", "txns/placement"), ("etcd_requests", "etcd requests"),
-           ("etcd_reads", "reads"), ("engine_cpu_s", "engine CPU s"), ("load_s", "load s"),
+           ("etcd_reads", "reads"), ("engine_cpu_s", "engine CPU s"), ("engine_rss_mb", "engine RSS MiB"),
+           ("load_s", "load s"),
            ("decide_s", "decide s"), ("commit_s", "commit s"), ("submit_seconds", "fleetctl s")]
 
 

@@ -18,7 +18,7 @@ event='plan committed' component='engine' scheduled=60 txns=1 decide_s=0.005 com
 def result(machines: int, units: int, seconds: float, mode: str = "cold", txns: float = 0.008) -> Result:
     return Result(machines=machines, units=units, mode=mode, mix="plain", seconds=seconds,
                   placements_per_s=round(units / seconds, 1), etcd_txns=int(units * txns),
-                  etcd_txn_ops=units, etcd_requests=20, etcd_reads=4, engine_cpu_s=0.1,
+                  etcd_txn_ops=units, etcd_requests=20, etcd_reads=4, engine_cpu_s=0.1, engine_rss_mb=50.0,
                   txns_per_placement=txns)
 
 
