@@ -18,5 +18,6 @@ class Wakeup:
     async def wait(self, timeout: float) -> None:
         """Return when poked or after `timeout` seconds, whichever is first."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # unlike wait_for, never swallows a cancellation
+                await self._event.wait()
         self._event.clear()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from cluster import ClusterError, LocalCluster
+
 from bench.etcd_server import ETCD, EtcdCluster
 
 

@@ -173,7 +173,8 @@ class MemoryKV:
         while self._revision == seen and not self._down and not self._closed:
             changed = self._changed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), self._next_deadline_in())
+                async with asyncio.timeout(self._next_deadline_in()):
+                    await changed.wait()
             self.expire()
 
     def _next_deadline_in(self) -> float | None:
