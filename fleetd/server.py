@@ -19,6 +19,7 @@ from typing import Any
 from fleetd import __version__
 from fleetd.agent.heart import Heart
 from fleetd.agent.identity import local_machine
+from fleetd.agent.local import HostUnits
 from fleetd.agent.publisher import Publisher
 from fleetd.agent.reconciler import Agent
 from fleetd.api.http import make_app, serve
@@ -60,11 +61,11 @@ def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agen
              reconcile_interval: float, run_engine: bool, policy: str = "binpack") -> Node:
     """Wire heart, agent, publisher and engine for one machine (adapters chosen by the caller)."""
     heart = Heart(registry, machine, agent_ttl)
-    publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease)
-    agent = Agent(registry, systemd, machine, publisher)
-    publisher.fleet_state = agent.fleet_state
+    host = HostUnits()
+    publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease, host)
+    agent = Agent(registry, systemd, machine, publisher, host)
     heart.on_new_lease(publisher.republish_all)
-    systemd.on_change(publisher.poke)
+    systemd.on_change(publisher.unit_changed)
     engine = Engine(registry, machine.id, heart, reconcile_interval, policy) if run_engine else None
     return Node(heart=heart, agent=agent, publisher=publisher, engine=engine)
 

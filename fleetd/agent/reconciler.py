@@ -1,103 +1,139 @@
 """The agent: make this host's systemd match the units the leader assigned to it.
 
-gather (assignments from etcd, global units that apply here, unit files on disk, systemd states)
--> plan_tasks (pure) -> apply in order, stopping at the first failure (the next pass retries).
-Global units are decided here, with the rule the engine shares (fleetd.model.globals). Wakes on
-the watches of this machine's own assign/<id>/ prefix and of global/, and on a timer; it never
-reads the rest of the registry.
+The desired set lives in memory: two `Mirror`s fed by the watches of this machine's own
+assign/<id>/ prefix and of global/ (each listed at start, and again only after a compaction);
+the agent never reads the rest of the registry. A pass is gather -> plan_tasks (pure) -> apply:
+- gather: the mirrors; a unit file from etcd only the first time its hash is seen; fleet's
+  unit files here (`HostUnits`, read from the units directory at start, after a failed pass
+  and every RESYNC_SECONDS); their systemd states from the publisher's copy (kept by systemd's
+  signals), asking systemd only about units that copy lacks (all of them after a restart).
+- apply: tasks run phase by phase in plan order (unload, load, reload, stop, start); the tasks
+  of one phase run concurrently, at most PARALLEL_TASKS at once. A phase with a failure ends
+  the pass, and the next pass, RETRY_SECONDS later, retries. The units a pass acted on are
+  handed to the publisher to read back from systemd.
+Global units are decided here, with the rule the engine shares (fleetd.model.globals). Passes
+run when a mirror changes, and every RESYNC_SECONDS otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Iterable
 
+from fleetd.agent.local import HostUnits
+from fleetd.agent.mirror import Mirror
 from fleetd.agent.planning import Current, Desired, Task, TaskKind, plan_tasks
 from fleetd.agent.publisher import Publisher
-from fleetd.errors import InvalidInput, RegistryUnavailable, UnitManagerError
+from fleetd.errors import Compacted, InvalidInput, RegistryUnavailable, UnitManagerError
 from fleetd.logs import get_logger
 from fleetd.loop import Wakeup
 from fleetd.model.globals import globals_on
 from fleetd.model.machine import Machine
 from fleetd.model.requirements import Requirements, parse_requirements
 from fleetd.model.states import TargetState
-from fleetd.model.unit import Unit
+from fleetd.model.unit import Assignment, Unit
 from fleetd.model.unitfile import UnitFile
 from fleetd.registry.store import Registry
-from fleetd.registry.watch import wake_on_changes
 from fleetd.systemd.base import UnitManager
 
 RUNNING = frozenset({"active", "activating", "reloading"})
-RESYNC_INTERVAL = 5.0
+RESYNC_SECONDS = 60.0
+RETRY_SECONDS = 5.0
+PARALLEL_TASKS = 4
+FETCH_AT_ONCE = 32
 
 
 class Agent:
-    """Drives one host's systemd toward its assignments."""
+    """Drives one host's systemd toward its assignments and the global units that apply here."""
 
     def __init__(self, registry: Registry, systemd: UnitManager, machine: Machine,
-                 publisher: Publisher) -> None:
+                 publisher: Publisher, host: HostUnits) -> None:
         self.registry = registry
         self.systemd = systemd
         self.machine = machine
-        self.machine_id = machine.id
         self.publisher = publisher
+        self.host = host
         self.wakeup = Wakeup()
-        self.started: set[str] = set()
+        keys, kv = registry.keys, registry.kv
+        self.assigned: Mirror[Assignment] = Mirror(kv, keys.assigned_to(machine.id),
+                                                   registry.decode_assignment, self.wakeup.poke,
+                                                   self._watch_trouble)
+        self.globals: Mirror[Unit] = Mirror(kv, keys.globals, registry.decode_global, self.wakeup.poke,
+                                            self._watch_trouble)
         self._texts: dict[str, str] = {}
         self._requirements: dict[tuple[str, str], Requirements | None] = {}
+        self._rescan_due = True
+        self._rescanned_at = 0.0
         self.log = get_logger("agent", machine=machine.short_id)
 
-    def fleet_state(self, name: str) -> TargetState:
-        return TargetState.LAUNCHED if name in self.started else TargetState.LOADED
-
     async def run(self) -> None:
-        keys = self.registry.keys
-        watches = wake_on_changes(self.registry.kv, (keys.assigned_to(self.machine_id), keys.globals),
-                                  self.wakeup.poke, self._watch_interrupted)
         async with asyncio.TaskGroup() as group:
-            group.create_task(watches, name="agent-watches")
+            group.create_task(self.assigned.run(), name="agent-watch-assign")
+            group.create_task(self.globals.run(), name="agent-watch-global")
             group.create_task(self._loop(), name="agent-loop")
 
-    def _watch_interrupted(self, prefix: str, exc: Exception) -> None:
-        self.log.debug("watch interrupted; resuming", prefix=prefix, error=str(exc))
+    def _watch_trouble(self, what: str, exc: Exception) -> None:
+        if isinstance(exc, InvalidInput):
+            self.log.error("registry record ignored", key=what, error=str(exc))
+        elif isinstance(exc, Compacted):
+            self.log.info("watch compacted; listing again", prefix=what)
+        else:
+            self.log.warning("etcd unavailable; keeping units as they are", prefix=what, error=str(exc))
 
     async def _loop(self) -> None:
+        await self.assigned.ready.wait()
+        await self.globals.ready.wait()
         while True:
+            done = False
             try:
-                await self.reconcile()
+                done = await self.reconcile()
             except RegistryUnavailable as exc:
-                self.log.warning("etcd unavailable; keeping units as they are", error=str(exc))
+                self.log.warning("etcd unavailable; unit files not fetched", error=str(exc))
             except UnitManagerError as exc:
                 self.log.warning("systemd query failed; will retry", error=str(exc))
-            await self.wakeup.wait(RESYNC_INTERVAL)
+            await self.wakeup.wait(RESYNC_SECONDS if done else RETRY_SECONDS)
 
-    async def reconcile(self) -> None:
+    async def reconcile(self) -> bool:
+        """One pass; False if a task failed (the caller retries soon)."""
         desired = await self.desired()
+        before = (dict(self.host.files), set(self.host.started))
         current = await self.current()
         tasks = plan_tasks(desired, current)
-        for task in tasks:
-            if not await self._run_task(task, desired):
-                break
-        if tasks:
-            self.publisher.poke()
+        done = await self._apply(tasks, desired)
+        self._rescan_due = self._rescan_due or not done
+        touched = {t.unit for t in tasks if t.unit} | _changed(before, self.host)
+        if touched:
+            self.publisher.refresh(touched)
+        return done
+
+    # gather -------------------------------------------------------------------------------
 
     async def desired(self) -> dict[str, Desired]:
         """Assigned units plus the global units that run here, whose files we have."""
-        assignments = await self.registry.list_assignments(self.machine_id)
         wanted = {a.unit: Desired(name=a.unit, hash=a.hash, state=a.desired)
-                  for a in assignments if a.desired is not TargetState.INACTIVE}
-        candidates = [u for u in await self.registry.list_globals()
+                  for a in self.assigned.items.values() if a.desired is not TargetState.INACTIVE}
+        candidates = [u for u in self.globals.items.values()
                       if u.desired is not TargetState.INACTIVE and u.name not in wanted]
-        await self._fetch([d.hash for d in wanted.values()] + [u.hash for u in candidates])
+        digests = [d.hash for d in wanted.values()] + [u.hash for u in candidates]
+        await self._fetch(digests)
+        self._forget_all_but(set(digests))
         wanted = {name: d for name, d in wanted.items() if d.hash in self._texts}
         wanted.update(self._globals_here(wanted, candidates))
         return wanted
 
-    async def _fetch(self, digests: list[str]) -> None:
-        for digest in dict.fromkeys(digests):
-            if digest not in self._texts:
-                text = await self.registry.get_file(digest)
-                if text is not None:
-                    self._texts[digest] = text
+    async def _fetch(self, digests: Iterable[str]) -> None:
+        """Read the unit files not seen before from etcd, a few at a time."""
+        missing = [d for d in dict.fromkeys(digests) if d not in self._texts]
+        for i in range(0, len(missing), FETCH_AT_ONCE):
+            batch = missing[i:i + FETCH_AT_ONCE]
+            texts = await asyncio.gather(*(self.registry.get_file(d) for d in batch))
+            self._texts.update((d, t) for d, t in zip(batch, texts, strict=True) if t is not None)
+
+    def _forget_all_but(self, digests: set[str]) -> None:
+        """Drop cached files and requirements no desired unit refers to any more."""
+        self._texts = {d: t for d, t in self._texts.items() if d in digests}
+        self._requirements = {k: r for k, r in self._requirements.items() if k[1] in digests}
 
     def _globals_here(self, assigned: dict[str, Desired], candidates: list[Unit]) -> dict[str, Desired]:
         resident = {n: r for n, d in assigned.items() if (r := self._requirements_of(n, d.hash))}
@@ -117,12 +153,40 @@ class Agent:
         return self._requirements[key]
 
     async def current(self) -> dict[str, Current]:
-        local = self.systemd.local_units()
-        states = await self.systemd.states(local)
+        """Fleet's units here: files (read from disk when a rescan is due) and started or not.
+
+        States come from the publisher's copy, kept by systemd's signals; only units it does
+        not know yet (all of them after fleetd started) are asked of systemd.
+        """
+        now = asyncio.get_running_loop().time()
+        if self._rescan_due or now - self._rescanned_at >= RESYNC_SECONDS:
+            self.host.rescanned(self.systemd.local_units())
+            self._rescan_due, self._rescanned_at = False, now
+        states = {n: s for n, s in self.publisher.known.items() if n in self.host.files}
+        unknown = [n for n in self.host.files if n not in states]
+        states.update(await self.systemd.states(unknown) if unknown else {})
         # A unit systemd runs counts as launched by us, e.g. after fleetd itself restarted.
-        self.started |= {name for name in local if name in states and states[name].active in RUNNING}
-        return {name: Current(name=name, hash=digest, launched=name in self.started)
-                for name, digest in local.items()}
+        self.host.started |= {name for name, state in states.items() if state.active in RUNNING}
+        return {name: Current(name=name, hash=digest, launched=name in self.host.started)
+                for name, digest in self.host.files.items()}
+
+    # apply --------------------------------------------------------------------------------
+
+    async def _apply(self, tasks: tuple[Task, ...], desired: dict[str, Desired]) -> bool:
+        """Run the phases in order; stop after the first phase in which a task failed."""
+        for _, phase in itertools.groupby(tasks, key=lambda t: t.kind):
+            if not all(await self._run_phase(list(phase), desired)):
+                return False
+        return True
+
+    async def _run_phase(self, tasks: list[Task], desired: dict[str, Desired]) -> list[bool]:
+        slots = asyncio.Semaphore(PARALLEL_TASKS)
+
+        async def bounded(task: Task) -> bool:
+            async with slots:
+                return await self._run_task(task, desired)
+
+        return list(await asyncio.gather(*(bounded(t) for t in tasks)))
 
     async def _run_task(self, task: Task, desired: dict[str, Desired]) -> bool:
         try:
@@ -136,17 +200,27 @@ class Agent:
 
     async def _execute(self, task: Task, desired: dict[str, Desired]) -> None:
         if task.kind is TaskKind.UNLOAD:
-            self.started.discard(task.unit)
+            self.host.started.discard(task.unit)
             await self.systemd.unload(task.unit)
+            self.host.unloaded(task.unit)
         elif task.kind is TaskKind.LOAD:
-            await self.systemd.load(task.unit, self._texts[desired[task.unit].hash])
+            want = desired[task.unit]
+            await self.systemd.load(task.unit, self._texts[want.hash])
+            self.host.loaded(task.unit, want.hash)
         elif task.kind is TaskKind.RELOAD:
             await self.systemd.reload()
         elif task.kind is TaskKind.STOP:
-            self.started.discard(task.unit)
+            self.host.started.discard(task.unit)
             await self.systemd.stop(task.unit)
         elif task.kind is TaskKind.START:
-            self.started.add(task.unit)
+            self.host.started.add(task.unit)
             result = await self.systemd.start(task.unit)
             if result != "done":
                 self.log.warning("unit did not start cleanly", unit=task.unit, result=result)
+
+
+def _changed(before: tuple[dict[str, str], set[str]], host: HostUnits) -> set[str]:
+    """Units whose file or fleet state differs from `before` (files, started)."""
+    files, started = before
+    moved = set(files.items()) ^ set(host.files.items())
+    return {name for name, _ in moved} | (started ^ host.started)

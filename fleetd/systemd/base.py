@@ -8,9 +8,21 @@ raise `fleetd.errors.UnitManagerError`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from fleetd.model.states import SystemdState
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """A unit's ActiveState and SubState, as a change signal carries them."""
+
+    active: str
+    sub: str
+
+
+OnChange = Callable[[str, Activity | None], None]
 
 
 class UnitManager(Protocol):
@@ -51,6 +63,10 @@ class UnitManager(Protocol):
         """Current load/active/sub state of each named unit (units systemd lacks are omitted)."""
         ...
 
-    def on_change(self, callback: Callable[[str], None]) -> None:
-        """Call `callback(unit_name)` whenever systemd signals a change to a unit."""
+    def on_change(self, callback: OnChange) -> None:
+        """Call `callback(unit_name, activity)` whenever systemd signals a change to a unit.
+
+        `activity` is the unit's new ActiveState/SubState when the signal carries them, else
+        None (ask `states` then).
+        """
         ...

@@ -3,8 +3,10 @@
 Owns: the bus connection, the JobRemoved bookkeeping (a job's result is kept from the moment
 its signal arrives until a caller claims it, because the signal can be parsed in the same read
 as the StartUnit reply), unit-change notifications, and the unit files in fleet's units
-directory. `root` is a filesystem prefix for file I/O only (e.g. "/proc/<pid>/root" when the
-manager runs outside the host); paths handed to systemd are always the in-host paths.
+directory. At most MAX_CALLS_IN_FLIGHT calls wait for their replies at once, so concurrent
+tasks stay under the bus daemon's per-connection limit. `root` is a filesystem prefix for
+file I/O only (e.g. "/proc/<pid>/root" when the manager runs outside the host); paths
+handed to systemd are always the in-host paths.
 Every D-Bus failure, refusal or timeout surfaces as `fleetd.errors.UnitManagerError`.
 """
 
@@ -15,7 +17,7 @@ import contextlib
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +27,7 @@ from dbus_next.message import Message
 
 from fleetd.errors import UnitManagerError
 from fleetd.model.states import SystemdState
+from fleetd.systemd.base import Activity, OnChange
 
 SD = "org.freedesktop.systemd1"
 SD_PATH = "/org/freedesktop/systemd1"
@@ -35,10 +38,13 @@ UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 MATCH_RULES = (
     f"type='signal',sender='{SD}',interface='{MANAGER}',member='JobRemoved'",
+    # only the Unit interface's changes (ActiveState, SubState): arg0 keeps the bus daemon from
+    # sending the larger per-type ones (org.freedesktop.systemd1.Service, ...) at all
     f"type='signal',sender='{SD}',interface='{PROPS_IFACE}',member='PropertiesChanged',"
-    f"path_namespace='/org/freedesktop/systemd1/unit'",
+    f"path_namespace='/org/freedesktop/systemd1/unit',arg0='{UNIT_IFACE}'",
 )
 MAX_UNCLAIMED_JOBS = 4096  # JobRemoved of jobs nobody waits for (other clients' jobs)
+MAX_CALLS_IN_FLIGHT = 64  # dbus-daemon refuses more than 128 pending replies per connection
 
 T = TypeVar("T")
 
@@ -73,6 +79,16 @@ def unit_name_from_path(path: str) -> str | None:
             out.extend(label[i].encode())
             i += 1
     return out.decode("utf-8", errors="replace") or None
+
+
+def activity_of(changed: Any) -> Activity | None:
+    """ActiveState and SubState from a PropertiesChanged body's changed-properties dict."""
+    if not isinstance(changed, dict):
+        return None
+    active, sub = changed.get("ActiveState"), changed.get("SubState")
+    if active is None or sub is None:
+        return None
+    return Activity(active=str(active.value), sub=str(sub.value))
 
 
 def _is_hex(text: str) -> bool:
@@ -132,7 +148,8 @@ class DbusUnitManager:
         self._job_timeout = job_timeout
         self._bus: MessageBus | None = None
         self._jobs = JobTracker()
-        self._callbacks: list[Callable[[str], None]] = []
+        self._callbacks: list[OnChange] = []
+        self._slots = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
 
     # -- connection -------------------------------------------------------------------------
 
@@ -163,7 +180,7 @@ class DbusUnitManager:
         with contextlib.suppress(Exception):  # the connection is gone either way
             await asyncio.wait_for(bus.wait_for_disconnect(), self._call_timeout)
 
-    def on_change(self, callback: Callable[[str], None]) -> None:
+    def on_change(self, callback: OnChange) -> None:
         self._callbacks.append(callback)
 
     def _on_message(self, msg: Message) -> None:
@@ -180,8 +197,9 @@ class DbusUnitManager:
         name = unit_name_from_path(msg.path or "")
         if name is None:
             return
+        activity = activity_of(msg.body[1]) if len(msg.body) > 1 else None
         for callback in list(self._callbacks):
-            callback(name)
+            callback(name, activity)
 
     # -- files ------------------------------------------------------------------------------
 
@@ -284,7 +302,8 @@ class DbusUnitManager:
             signature=signature,
             body=list(body),
         )
-        reply = await self._timed(member, self._bus.call(msg))
+        async with self._slots:
+            reply = await self._timed(member, self._bus.call(msg))
         if reply is None:
             raise UnitManagerError(f"{member}: no reply")
         if reply.message_type == MessageType.ERROR:

@@ -10,10 +10,11 @@ present; `start` makes it active/running (or failed/failed for names in `fail_st
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from fleetd.errors import UnitManagerError
 from fleetd.model.states import SystemdState
+from fleetd.systemd.base import Activity, OnChange
 
 Call = tuple[str, ...]
 
@@ -45,7 +46,7 @@ class FakeUnitManager:
         self.fail_start: set[str] = set(fail_start)
         self.errors: dict[tuple[str, str], str] = dict(errors or {})
         self._runtime: dict[str, tuple[str, str]] = {}
-        self._callbacks: list[Callable[[str], None]] = []
+        self._callbacks: list[OnChange] = []
 
     async def connect(self) -> None:
         self._record("connect")
@@ -92,7 +93,7 @@ class FakeUnitManager:
             raise UnitManagerError("states: not connected")
         return {name: self.state_of(name) for name in names if name in self.files}
 
-    def on_change(self, callback: Callable[[str], None]) -> None:
+    def on_change(self, callback: OnChange) -> None:
         self._callbacks.append(callback)
 
     # -- test helpers -------------------------------------------------------------------------
@@ -122,7 +123,7 @@ class FakeUnitManager:
             return
         self._runtime[name] = state
         for callback in list(self._callbacks):
-            callback(name)
+            callback(name, Activity(active=state[0], sub=state[1]))
 
 
 def _sha256(text: str) -> str:

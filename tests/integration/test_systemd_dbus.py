@@ -21,6 +21,7 @@ from cluster import LocalCluster
 
 from fleetd.errors import UnitManagerError
 from fleetd.model.states import SystemdState
+from fleetd.systemd.base import Activity
 from fleetd.systemd.dbus import DbusUnitManager
 
 HOST = "h3"
@@ -85,15 +86,16 @@ async def test_started_unit_is_active_running(manager: DbusUnitManager, host: Ho
     assert host.systemctl("is-active", "t-start.service") == "active"
 
 
-async def test_on_change_fires_for_the_unit(manager: DbusUnitManager) -> None:
-    seen: list[str] = []
-    manager.on_change(seen.append)
+async def test_on_change_fires_for_the_unit_with_its_new_state(manager: DbusUnitManager) -> None:
+    seen: list[tuple[str, Activity | None]] = []
+    manager.on_change(lambda name, activity: seen.append((name, activity)))
     await _load_and_start(manager, "t-change@x-1.service")
+    running = ("t-change@x-1.service", Activity("active", "running"))
     for _ in range(100):
-        if "t-change@x-1.service" in seen:
+        if running in seen:
             break
         await asyncio.sleep(0.02)
-    assert "t-change@x-1.service" in seen
+    assert running in seen
 
 
 async def test_stop_makes_unit_inactive(manager: DbusUnitManager, host: Host) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
 
 import pytest
 
 from fleetd.errors import UnitManagerError
 from fleetd.model.states import SystemdState
-from fleetd.systemd.base import UnitManager
+from fleetd.systemd.base import Activity, UnitManager
 from fleetd.systemd.memory import FakeUnitManager
 
 TEXT = "[Service]\nExecStart=/bin/sleep infinity\n"
@@ -44,8 +45,8 @@ async def test_start_result_and_state(
 
 async def test_calls_are_recorded_in_order_and_unload_forgets_the_unit() -> None:
     fake = await connected()
-    changed: list[str] = []
-    fake.on_change(changed.append)
+    changed: list[tuple[str, Activity | None]] = []
+    fake.on_change(lambda name, activity: changed.append((name, activity)))
     await fake.load("a.service", TEXT)
     await fake.reload()
     await fake.start("a.service")
@@ -59,7 +60,8 @@ async def test_calls_are_recorded_in_order_and_unload_forgets_the_unit() -> None
         ("stop", "a.service"),
         ("unload", "a.service"),
     ]
-    assert changed == ["a.service", "a.service"]
+    assert changed == [("a.service", Activity("active", "running")),
+                       ("a.service", Activity("inactive", "dead"))]
     assert await fake.states(["a.service"]) == {}
     assert fake.local_units() == {}
 
@@ -100,7 +102,7 @@ async def test_crash_turns_a_running_unit_failed_and_notifies() -> None:
     changed: list[str] = []
     await fake.load("a.service", TEXT)
     await fake.start("a.service")
-    fake.on_change(changed.append)
+    fake.on_change(lambda name, activity: changed.append(name))
     fake.crash("a.service")
     assert changed == ["a.service"]
     assert fake.state_of("a.service") == SystemdState("loaded", "failed", "failed")
@@ -120,6 +122,23 @@ def test_unit_name_from_object_path(path: str, name: str | None) -> None:
     from fleetd.systemd.dbus import unit_name_from_path
 
     assert unit_name_from_path(path) == name
+
+
+@pytest.mark.parametrize(
+    ("changed", "activity"),
+    [
+        ({"ActiveState": "active", "SubState": "running", "Job": (0, "/")}, Activity("active", "running")),
+        ({"ActiveState": "deactivating"}, None),
+        ({"Job": (3, "/org/freedesktop/systemd1/job/3")}, None),
+        ("not a dict", None),
+    ],
+)
+def test_activity_is_read_from_a_properties_changed_body(changed: object, activity: Activity | None) -> None:
+    from fleetd.systemd.dbus import activity_of
+
+    variants = ({k: SimpleNamespace(value=v) for k, v in changed.items()} if isinstance(changed, dict)
+                else changed)
+    assert activity_of(variants) == activity
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,15 @@
 """Tier 2: several fleetd nodes (heart, engine, agent, publisher) over one in-memory registry.
 
 Each node is wired by `fleetd.server.assemble`, exactly as the daemon wires itself, but with
-MemoryKV for etcd and FakeUnitManager for systemd.
+MemoryKV for etcd and FakeUnitManager for systemd. The last part runs one agent alone (no
+engine: the test writes its assignments) and counts what it reads from and writes to etcd.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
@@ -17,9 +17,10 @@ from fleetd.model.machine import Machine
 from fleetd.model.requirements import parse_requirements
 from fleetd.model.resources import Resources
 from fleetd.model.states import TargetState
-from fleetd.model.unit import Unit
+from fleetd.model.unit import Assignment, Unit
 from fleetd.model.unitfile import UnitFile
 from fleetd.registry.keys import Keys
+from fleetd.registry.kv import Compare, KeyValue, Listing, Op, Put, TxnResult
 from fleetd.registry.memory import MemoryKV
 from fleetd.registry.store import Registry
 from fleetd.server import Node, assemble
@@ -59,15 +60,13 @@ class Cluster:
 
     async def kill(self, name: str) -> None:
         """The host dies: its loops stop and its lease expires at once."""
-        self.tasks[name].cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.tasks[name]
+        await cancel(self.tasks[name])
         await self.kv.revoke(self.nodes[name].heart.lease)
 
     async def shutdown(self) -> None:
+        await quiesce(self.kv)
         for task in self.tasks.values():
-            task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            await cancel(task)
 
     async def submit(self, name: str, text: str, desired: TargetState) -> None:
         unit_file = UnitFile.parse(text)
@@ -80,6 +79,24 @@ class Cluster:
         return [n for n, sd in self.systemd.items()
                 if n in self.tasks and not self.tasks[n].done()
                 and unit in sd.files and sd.state_of(unit).active == "active"]
+
+
+async def cancel(task: asyncio.Task[None]) -> None:
+    """Cancel `task` until it ends (see `quiesce` for why once may not be enough)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+
+
+async def quiesce(kv: MemoryKV) -> None:
+    """Take the registry down so that every loop settles in a plain sleep before the teardown.
+
+    On Python 3.11, asyncio.wait_for (under Wakeup.wait and MemoryKV's watch) swallows a
+    cancellation that arrives together with the event it waits for, and every write to
+    MemoryKV wakes every watch: cancelling busy loops could leave one running forever.
+    """
+    kv.fail(True)
+    await asyncio.sleep(0.05)
 
 
 async def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
@@ -184,9 +201,7 @@ async def test_restarted_fleetd_reports_its_running_unit_launched(cluster: Clust
     await cluster.submit("hello.service", HELLO, TargetState.LAUNCHED)
     await eventually(lambda: len(cluster.running("hello.service")) == 1)
     (host,) = cluster.running("hello.service")
-    cluster.tasks[host].cancel()  # fleetd stops; its lease, the unit and its file stay
-    with contextlib.suppress(asyncio.CancelledError):
-        await cluster.tasks[host]
+    await cancel(cluster.tasks[host])  # fleetd stops; its lease, the unit and its file stay
     calls_before = len(cluster.systemd[host].calls)
     cluster.boot(host)
 
@@ -235,3 +250,150 @@ async def test_pending_reason_is_recorded_and_cleared(cluster: Cluster) -> None:
 
 async def _no_pending(cluster: Cluster) -> bool:
     return await cluster.registry.list_pending() == {}
+
+
+# One agent alone: the test plays the engine and writes assign/<id>/ itself -----------------
+
+
+class CountingKV(MemoryKV):
+    """MemoryKV that remembers the reads it served and the txns that wrote states/."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[str] = []
+        self.read: list[str] = []
+        self.state_txns: list[int] = []
+
+    async def get_prefix(self, prefix: str) -> Listing:
+        self.listed.append(prefix)
+        return await super().get_prefix(prefix)
+
+    async def get(self, key: str) -> KeyValue | None:
+        self.read.append(key)
+        return await super().get(key)
+
+    async def txn(self, compares: Sequence[Compare], success: Sequence[Op],
+                  failure: Sequence[Op] = ()) -> TxnResult:
+        ops = sum(1 for op in success if "/states/" in op.key)
+        if ops:
+            self.state_txns.append(ops)
+        return await super().txn(compares, success, failure)
+
+
+class Solo:
+    """One fleetd without an engine (heart, agent, publisher) over CountingKV and a fake systemd."""
+
+    def __init__(self) -> None:
+        self.kv = CountingKV()
+        self.registry = Registry(self.kv, Keys("/test/"))
+        self.systemd = FakeUnitManager()
+        self.machine = Machine(id="5" * 32, ip="10.0.0.5", metadata={"host": "solo"})
+        self.node = assemble(self.registry, self.systemd, self.machine, agent_ttl=5,
+                             reconcile_interval=1, run_engine=False)
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.systemd.connect()
+        self.task = asyncio.create_task(self.node.run(self.stop))
+        await eventually(lambda: self.node.agent.assigned.ready.is_set())
+
+    async def assign(self, desired: TargetState, *names: str) -> None:
+        """Place units here in one txn, with their files, as the engine would."""
+        ops: list[Op] = []
+        for name in names:
+            unit_file = UnitFile.parse(HELLO.replace("hello", name))
+            ops.append(Put(self.registry.keys.file(unit_file.hash), unit_file.serialize()))
+            ops.append(self.registry.place_op(Assignment(name, self.machine.id, unit_file.hash, desired)))
+        await self.kv.txn((), ops)
+
+    async def unassign(self, *names: str) -> None:
+        await self.kv.txn((), [self.registry.evict_op(n, self.machine.id) for n in names])
+
+    def running(self) -> set[str]:
+        return {n for n in self.systemd.files if self.systemd.state_of(n).active == "active"}
+
+    async def states(self) -> dict[str, str]:
+        return {s.name: s.systemd.active for s in await self.registry.list_states()}
+
+    def listings_of_own_prefixes(self) -> int:
+        keys = self.registry.keys
+        return sum(p in (keys.assigned_to(self.machine.id), keys.globals) for p in self.kv.listed)
+
+
+@pytest.fixture
+async def solo():
+    s = Solo()
+    await s.start()
+    yield s
+    assert s.task is not None
+    await quiesce(s.kv)
+    await cancel(s.task)
+
+
+async def test_agent_follows_its_watches_without_listing_or_reading_again(solo: Solo) -> None:
+    await solo.assign(TargetState.LAUNCHED, "a.service", "b.service")
+    await eventually(lambda: solo.running() == {"a.service", "b.service"})
+    await solo.assign(TargetState.LAUNCHED, "c.service")
+    await solo.assign(TargetState.LOADED, "b.service")
+    await solo.unassign("a.service")
+    await eventually(lambda: solo.running() == {"c.service"} and set(solo.systemd.files) == {"b.service",
+                                                                                             "c.service"})
+    assert solo.listings_of_own_prefixes() == 2  # assign/<id>/ and global/, once each, at start
+    files = [k for k in solo.kv.read if "/files/" in k]
+    assert len(files) == len(set(files)) == 3  # each unit file fetched once, when first seen
+
+
+async def test_publisher_writes_a_burst_of_starts_in_one_txn(solo: Solo) -> None:
+    names = [f"burst{i:02d}.service" for i in range(50)]
+    await solo.assign(TargetState.LAUNCHED, *names)
+    await eventually_async(lambda: _all_active(solo, names))
+    await asyncio.sleep(0.2)  # later passes find nothing new to write
+    assert solo.kv.state_txns == [50]
+
+
+async def test_publisher_splits_a_big_burst_into_txns_of_at_most_128_ops(solo: Solo) -> None:
+    names = [f"big{i:03d}.service" for i in range(300)]
+    await solo.assign(TargetState.LAUNCHED, *names)
+    await eventually_async(lambda: _all_active(solo, names))
+    await asyncio.sleep(0.2)
+    assert sorted(solo.kv.state_txns) == [44, 128, 128]
+
+
+async def test_deleted_assignment_unloads_the_unit_and_its_state(solo: Solo) -> None:
+    await solo.assign(TargetState.LAUNCHED, "a.service")
+    await eventually_async(lambda: _all_active(solo, ["a.service"]))
+    await solo.unassign("a.service")
+    await eventually(lambda: solo.systemd.files == {})
+    await eventually_async(lambda: _no_states_at_all(solo))
+    assert ("unload", "a.service") in solo.systemd.calls
+    assert solo.listings_of_own_prefixes() == 2
+
+
+async def test_agent_lists_again_after_its_watch_was_compacted(solo: Solo) -> None:
+    await solo.assign(TargetState.LAUNCHED, "a.service", "b.service")
+    await eventually(lambda: solo.running() == {"a.service", "b.service"})
+    solo.kv.fail(True)  # the watches break, and resume only after a backoff of ~0.1 s
+    await asyncio.sleep(0.01)
+    solo.kv.fail(False)
+    await solo.unassign("a.service")  # missed by the broken watch ...
+    await solo.kv.put("/test/other", "x")
+    solo.kv.compact(solo.kv.revision)  # ... and compacted away before it resumes
+    await eventually(lambda: solo.running() == {"b.service"} and "a.service" not in solo.systemd.files)
+    assert solo.node.agent.assigned.listings == 2
+
+
+async def test_corrupt_assignment_is_ignored_and_the_rest_still_runs(solo: Solo) -> None:
+    await solo.kv.put(solo.registry.keys.assignment(solo.machine.id, "bad.service"), "{not json")
+    await solo.assign(TargetState.LAUNCHED, "a.service")
+    await eventually(lambda: solo.running() == {"a.service"})
+    assert "bad.service" not in solo.systemd.files
+
+
+async def _all_active(solo: Solo, names: list[str]) -> bool:
+    states = await solo.states()
+    return all(states.get(n) == "active" for n in names)
+
+
+async def _no_states_at_all(solo: Solo) -> bool:
+    return await solo.states() == {}
