@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import procs, seed
+from bench.agent_figures import cpu_seconds, status_kib
 from bench.etcd_server import EtcdCluster
 from bench.record import record
 from bench.report import engine_markdown
@@ -82,16 +83,12 @@ SUITE = [Case(100, 1000), Case(100, 3000), Case(100, 10000), Case(1000, 1000), C
 
 def _rss_mb(pid: int) -> float:
     """Resident memory of a live process in MiB, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
+    return round(status_kib(Path(f"/proc/{pid}/status").read_text(), "VmRSS") / 1024, 1)
 
 
 def _cpu_seconds(pid: int) -> float:
     """utime + stime of a live process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(Path(f"/proc/{pid}/stat").read_text(), os.sysconf("SC_CLK_TCK"))
 
 
 async def _wait_placed(kv: KV, keys: Keys, units: int) -> float:

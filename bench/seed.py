@@ -21,7 +21,7 @@ from fleetd.model.unitfile import UnitFile
 from fleetd.registry import codec
 from fleetd.registry.keys import Keys
 from fleetd.registry.kv import KV, Op, Put
-from fleetd.registry.store import MAX_TXN_OPS
+from fleetd.registry.store import txn_batches
 
 GIB = 1024**3
 CAPACITY = Resources(cpu=16_000, memory=64 * GIB)
@@ -55,8 +55,8 @@ def instance(index: int) -> str:
 
 
 async def _commit(kv: KV, ops: Sequence[Op]) -> None:
-    """Write `ops` in txns of at most MAX_TXN_OPS, IN_FLIGHT of them at a time."""
-    batches = [ops[i:i + MAX_TXN_OPS] for i in range(0, len(ops), MAX_TXN_OPS)]
+    """Write `ops` in txn-sized batches (`txn_batches`), IN_FLIGHT of them at a time."""
+    batches = txn_batches(ops)
     gate = asyncio.Semaphore(IN_FLIGHT)
 
     async def one(batch: Sequence[Op]) -> None:

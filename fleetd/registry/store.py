@@ -69,7 +69,7 @@ class _UnitTxn:
         """Add `write` with its ops (and its file, once per txn) unless a bound would break."""
         if file is not None and write.unit.hash not in self.files:
             ops = [file, *ops]
-        size = len(write.unit.name.encode()) + sum(self.bytes_of(op) for op in ops)  # + its compare
+        size = len(write.unit.name.encode()) + sum(op_bytes(op) for op in ops)  # + its compare
         if self.writes and (len(self.ops) + len(ops) > MAX_TXN_OPS or self.size + size > MAX_TXN_BYTES):
             return False
         self.writes.append(write)
@@ -78,10 +78,6 @@ class _UnitTxn:
         if file is not None:
             self.files.add(write.unit.hash)
         return True
-
-    @staticmethod
-    def bytes_of(op: Op) -> int:
-        return op_bytes(op)
 
 
 class Registry:
@@ -259,13 +255,13 @@ class Registry:
                            gone: Sequence[str]) -> int:
         """Put `changed` on `lease` and delete the states of the units `gone` from `machine`.
 
-        One txn per MAX_TXN_OPS ops, no compares; returns how many txns it took. If one
+        One txn per `txn_batches` batch, no compares; returns how many txns it took. If one
         raises, the earlier ones stay applied.
         """
         ops: list[Op] = [Put(self.keys.state(s.name, machine), codec.encode_state(s), lease)
                          for s in changed]
         ops += [Delete(self.keys.state(unit, machine)) for unit in gone]
-        batches = [ops[i:i + MAX_TXN_OPS] for i in range(0, len(ops), MAX_TXN_OPS)]
+        batches = txn_batches(ops)
         for batch in batches:
             await self.kv.txn((), batch)
         return len(batches)

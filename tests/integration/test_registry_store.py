@@ -22,7 +22,14 @@ from fleetd.registry.etcd import EtcdKV
 from fleetd.registry.keys import Keys, normalize_prefix
 from fleetd.registry.kv import Compare, Op, Put, TxnResult
 from fleetd.registry.memory import MemoryKV
-from fleetd.registry.store import MAX_TXN_BYTES, MAX_TXN_OPS, Registry, UnitWrite, txn_batches
+from fleetd.registry.store import (
+    MAX_TXN_BYTES,
+    MAX_TXN_OPS,
+    Registry,
+    UnitWrite,
+    op_bytes,
+    txn_batches,
+)
 
 TEXT = "[Service]\nExecStart=/bin/sleep infinity\n"
 INACTIVE, LOADED, LAUNCHED = TargetState.INACTIVE, TargetState.LOADED, TargetState.LAUNCHED
@@ -80,9 +87,6 @@ def counted(reg: Registry) -> tuple[Registry, CountingKV]:
     kv = CountingKV(reg.kv)  # type: ignore[arg-type]
     return Registry(kv, reg.keys), kv  # type: ignore[arg-type]
 
-
-def op_bytes(op: Op) -> int:
-    return len(op.key.encode()) + (len(op.value.encode()) if isinstance(op, Put) else 0)
 
 
 async def desired_states(reg: Registry) -> dict[str, TargetState]:
