@@ -15,6 +15,7 @@ built once per (unit, file hash), so a pass costs a dict copy, not a re-parse.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from fleetd.engine.plan import BINPACK, Snapshot, UnitSpec
 from fleetd.errors import InvalidInput
@@ -27,6 +28,7 @@ from fleetd.registry.keys import Keys
 from fleetd.registry.kv import Delete, KeyValue, Op, Put, WatchEvent
 
 SECTIONS = ("machines", "assign", "pending", "units")
+T = TypeVar("T")
 
 
 class Model:
@@ -44,6 +46,7 @@ class Model:
         self._revisions: dict[str, int] = {}
         self._files: dict[str, UnitFile | str] = {}  # hash -> parsed file, or why it is unusable
         self._parsed: dict[tuple[str, str | bool], Requirements | str] = {}
+        self._missing: set[str] = set()  # hashes of units' files not fetched yet
 
     # feeding -----------------------------------------------------------------------------
 
@@ -81,7 +84,7 @@ class Model:
         for op in ops:
             if isinstance(op, Put) and op.key in known:
                 self._revisions[op.key] = revision
-                self.assignments[known[op.key].unit] = known[op.key]
+                _store(self.assignments, known[op.key].unit, known[op.key])
             elif isinstance(op, Put):
                 self._put(op.key, op.value, revision)
             elif isinstance(op, Delete):
@@ -98,6 +101,7 @@ class Model:
             self.units.clear()
             self.specs.clear()
             self.invalid.clear()
+            self._missing.clear()
 
     def _put(self, key: str, value: str, revision: int) -> bool:
         self._revisions[key] = revision
@@ -106,19 +110,12 @@ class Model:
             return self._put_unit(codec.decode_unit(value))
         if key.startswith(keys.machines):
             machine = codec.decode_machine(value)
-            changed = self.machines.get(machine.id) != machine
-            self.machines[machine.id] = machine
-            return changed
+            return _store(self.machines, machine.id, machine)
         if key.startswith(keys.assign):
             assignment = self._assignment(key, value)
-            changed = self.assignments.get(assignment.unit) != assignment
-            self.assignments[assignment.unit] = assignment
-            return changed
+            return _store(self.assignments, assignment.unit, assignment)
         if key.startswith(keys.pending):
-            name = key[len(keys.pending):]
-            changed = self.pending.get(name) != value
-            self.pending[name] = value
-            return changed
+            return _store(self.pending, key[len(keys.pending):], value)
         return False
 
     def _delete(self, key: str, revision: int) -> bool:
@@ -158,6 +155,8 @@ class Model:
         self.invalid.pop(unit.name, None)
         if unit.hash in self._files:
             self._build_spec(unit)
+        else:
+            self._missing.add(unit.hash)
         return True
 
     def _build_spec(self, unit: Unit) -> None:
@@ -182,13 +181,15 @@ class Model:
         return self._parsed[key]
 
     def missing_files(self) -> set[str]:
-        """Hashes of unit files the model needs before it can schedule every unit."""
-        return {u.hash for u in self.units.values() if u.hash not in self._files}
+        """Hashes of unit files the model needs before it can schedule every unit (kept as units
+        arrive, so asking costs nothing; a unit deleted before its file came may leave its hash)."""
+        return set(self._missing)
 
     def add_file(self, digest: str, text: str | None) -> list[str]:
         """Take a fetched file (None: not in the registry) and build the specs of the units that
         use it; return one line per unit that cannot be scheduled because of it."""
         self._files[digest] = self._parse_file(text)
+        self._missing.discard(digest)
         problems = []
         for unit in [u for u in self.units.values() if u.hash == digest]:
             self._build_spec(unit)
@@ -216,3 +217,10 @@ class Model:
 
 def _uses_specifiers(unitfile: UnitFile) -> bool:
     return any("%" in o.value for o in unitfile.options if o.section == "X-Fleet")
+
+
+def _store(mapping: dict[str, T], key: str, value: T) -> bool:
+    """Set `mapping[key]`; True if that changed it."""
+    changed = mapping.get(key) != value
+    mapping[key] = value
+    return changed

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from unittest.mock import patch
 
 import pytest
+from test_loops import eventually, eventually_async  # the waiting helpers tier 2 shares
 
 from fleetd.engine import reconciler
 from fleetd.engine.reconciler import Engine
@@ -96,15 +97,6 @@ class Rig:
         return await self.memory.count(self.keys.assign)
 
 
-async def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
-
-
 async def placed_count(rig: Rig, count: int) -> None:
     placed = 0
 
@@ -161,15 +153,6 @@ async def test_a_machine_that_leaves_has_its_units_moved(rig: Rig) -> None:
         return len(now) == 2 and gone not in now.values()
 
     await eventually_async(moved)
-
-
-async def eventually_async(check: Callable[[], Any], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 async def test_leader_steps_down_when_its_key_is_taken_and_campaigns_again(rig: Rig) -> None:
