@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Generic, NoReturn, TypeVar
 
-from fleetd.errors import InvalidInput, RegistryUnavailable
+from fleetd.errors import InvalidInput
 from fleetd.registry.kv import KV, WatchEvent
-from fleetd.registry.watch import follow
+from fleetd.registry.watch import list_then_follow
 
 T = TypeVar("T")
 Decode = Callable[[str, str], T]
@@ -38,17 +38,9 @@ class Mirror(Generic[T]):
         self._on_error = on_error
 
     async def run(self) -> NoReturn:
-        start = await self._first_listing()
-        await follow(self.kv, self.prefix, start + 1, self.apply, self.relist,
-                     on_error=lambda exc: self._on_error(self.prefix, exc))
-
-    async def _first_listing(self) -> int:
-        while True:
-            try:
-                return await self.relist()
-            except RegistryUnavailable as exc:
-                self._on_error(self.prefix, exc)
-                await asyncio.sleep(RETRY_SECONDS)
+        await list_then_follow(self.kv, self.prefix, self.apply, self.relist,
+                               on_error=lambda exc: self._on_error(self.prefix, exc),
+                               retry_delay=RETRY_SECONDS)
 
     async def relist(self) -> int:
         """Replace `items` with a fresh listing; return the revision it was read at."""

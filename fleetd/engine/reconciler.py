@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from fleetd.engine.model import SECTIONS, Model
@@ -29,7 +29,7 @@ from fleetd.logs import get_logger
 from fleetd.loop import Wakeup
 from fleetd.registry.kv import Op, WatchEvent
 from fleetd.registry.store import Registry
-from fleetd.registry.watch import follow
+from fleetd.registry.watch import follow, list_then_follow
 
 DETAIL_LIMIT = 50  # passes with more actions log a summary at info and each action at debug
 
@@ -78,9 +78,8 @@ class Engine:
             self._on_leader_change(mine)
             return listing.revision
 
-        report = functools.partial(self._watch_interrupted, key)
-        start = await _retrying(relist, report)
-        await follow(self.registry.kv, key, start + 1, self._leader_event, relist, on_error=report)
+        await list_then_follow(self.registry.kv, key, self._leader_event, relist,
+                               on_error=functools.partial(self._watch_interrupted, key))
 
     def _leader_event(self, event: WatchEvent) -> None:
         if event.key == self.registry.keys.leader:
@@ -242,12 +241,3 @@ class Engine:
                              example=next(iter(fresh.items())))
         self._last_pending = pending
 
-
-async def _retrying(read: Callable[[], Awaitable[int]], report: Callable[[Exception], None]) -> int:
-    """Call `read()` until etcd answers; return what it returned (a revision)."""
-    while True:
-        try:
-            return await read()
-        except RegistryUnavailable as exc:
-            report(exc)
-            await asyncio.sleep(0.5)

@@ -3,8 +3,9 @@
 `follow` owns the resume rule used by the engine and the agents: remember the last revision
 delivered, re-watch from last + 1 after a broken stream (capped exponential backoff with
 jitter), and after a compaction call the caller's `relist` (which rebuilds its state and
-returns the revision it read at) and resume from that revision + 1. It never logs; errors
-go to an optional `on_error` callback. No etcd library is imported here.
+returns the revision it read at) and resume from that revision + 1; `list_then_follow` adds
+the first listing, retried until etcd answers. It never logs; errors go to an optional
+`on_error` callback. No etcd library is imported here.
 
 It relies on one etcd property: all events of one revision arrive together (a txn's events
 share one watch response), so resuming from the last delivered revision + 1 loses nothing.
@@ -13,10 +14,9 @@ share one watch response), so resuming from the last delivered revision + 1 lose
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -118,17 +118,9 @@ def _report(on_error: OnError | None, exc: Exception) -> None:
         on_error(exc)
 
 
-async def wake_on_change(kv: KV, prefix: str, wake: Callable[[], None],
-                         on_error: OnError | None = None, retry_delay: float = 0.5) -> NoReturn:
-    """Call `wake()` on every change under `prefix`, and after every relist, forever.
-
-    For level-triggered loops that re-read what they need when woken: the events themselves
-    are not passed on. The first listing is retried until etcd answers.
-    """
-    async def relist() -> int:
-        wake()
-        return (await kv.get_prefix(prefix)).revision
-
+async def list_then_follow(kv: KV, prefix: str, on_event: OnEvent, relist: Relist,
+                           on_error: OnError | None = None, retry_delay: float = 0.5) -> NoReturn:
+    """`relist()` until etcd answers (the first listing), then `follow` from its revision + 1."""
     while True:
         try:
             start = await relist()
@@ -136,14 +128,4 @@ async def wake_on_change(kv: KV, prefix: str, wake: Callable[[], None],
         except RegistryUnavailable as exc:
             _report(on_error, exc)
             await asyncio.sleep(retry_delay)
-    await follow(kv, prefix, start + 1, lambda _event: wake(), relist, on_error=on_error)
-
-
-async def wake_on_changes(kv: KV, prefixes: Sequence[str], wake: Callable[[], None],
-                          on_error: Callable[[str, Exception], None]) -> NoReturn:
-    """`wake_on_change` for several prefixes at once; `on_error(prefix, exc)` says which one."""
-    async with asyncio.TaskGroup() as group:
-        for prefix in prefixes:
-            report: OnError = functools.partial(on_error, prefix)
-            group.create_task(wake_on_change(kv, prefix, wake, report), name=f"watch:{prefix}")
-    raise AssertionError("watches never end")  # pragma: no cover
+    await follow(kv, prefix, start + 1, on_event, relist, on_error=on_error)
