@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -22,6 +23,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ETCD = shutil.which("etcd")
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """PEM files for members that serve clients over TLS and demand a client cert signed by `ca`.
+
+    `client_cert`/`client_key` are what the health checks present.
+    """
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+
+    def etcd_flags(self) -> list[str]:
+        return ["--cert-file", str(self.cert), "--key-file", str(self.key),
+                "--trusted-ca-file", str(self.ca), "--client-cert-auth"]
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
 
 
 class EtcdStartError(RuntimeError):
@@ -36,10 +60,11 @@ class Member:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen | None = None
+    scheme: str = "http"
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -68,16 +93,22 @@ def _scratch_root() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-def _http_json(url: str, body: bytes | None = None, timeout: float = 0.5) -> dict:
-    with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=timeout) as resp:
+def _http_json(url: str, body: bytes | None = None, timeout: float = 0.5,
+               context: ssl.SSLContext | None = None) -> dict:
+    request = urllib.request.Request(url, data=body)
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
         return json.loads(resp.read())
 
 
 class EtcdCluster:
     """`size` etcd members on loopback. Use as a context manager, or start()/stop()."""
 
-    def __init__(self, size: int = 1, binary: str | None = None, data_root: str | None = None) -> None:
-        """`data_root`: where the data dirs go (default: tmpfs when there is one, else $TMPDIR)."""
+    def __init__(self, size: int = 1, binary: str | None = None, data_root: str | None = None,
+                 tls: ServerTLS | None = None) -> None:
+        """`data_root`: where the data dirs go (default: tmpfs when there is one, else $TMPDIR).
+
+        `tls`: serve clients over https with client-cert auth (peers stay on http).
+        """
         found = binary or ETCD
         if found is None:
             raise EtcdStartError("etcd is not installed (apt-get install etcd-server)")
@@ -90,6 +121,10 @@ class EtcdCluster:
                    self.workdir / f"m{i + 1}", self.workdir / f"m{i + 1}.log")
             for i in range(size)
         ]
+        self.tls = tls
+        self._context = tls.client_context() if tls else None
+        for m in self.members:
+            m.scheme = "https" if tls else "http"
 
     @property
     def endpoints(self) -> list[str]:
@@ -105,6 +140,7 @@ class EtcdCluster:
             "--initial-cluster-state", "new",
             "--heartbeat-interval", "20", "--election-timeout", "200",
             "--logger", "zap", "--log-outputs", "stderr",
+            *(self.tls.etcd_flags() if self.tls else []),
         ]
 
     def _spawn(self, m: Member) -> None:
@@ -136,8 +172,8 @@ class EtcdCluster:
 
     def _is_healthy(self, m: Member) -> bool:
         try:
-            healthy = _http_json(f"{m.client_url}/health").get("health") == "true"
-            listing = _http_json(f"{m.client_url}/v3/cluster/member/list", b"{}")
+            healthy = _http_json(f"{m.client_url}/health", context=self._context).get("health") == "true"
+            listing = _http_json(f"{m.client_url}/v3/cluster/member/list", b"{}", context=self._context)
         except (OSError, ValueError):
             return False
         me = listing.get("header", {}).get("member_id")

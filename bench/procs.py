@@ -81,9 +81,9 @@ class CountingKV:
         self.shared.add("requests")
         return await self.inner.grant(ttl)
 
-    async def refresh(self, lease: int) -> int:
+    async def refresh(self, lease: int, timeout: float | None = None) -> int:
         self.shared.add("requests")
-        return await self.inner.refresh(lease)
+        return await self.inner.refresh(lease, timeout)
 
     async def revoke(self, lease: int) -> None:
         self.shared.add("requests")

@@ -14,8 +14,16 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from fleetctl import __version__
-from fleetctl.client import DEFAULT_ENDPOINT, Client, ClientError, parse_endpoint, tls_context
-from fleetctl.commands import activate, cat, deactivate, destroy, listing
+from fleetctl.client import (
+    DEFAULT_ENDPOINT,
+    AuthError,
+    Client,
+    ClientError,
+    parse_endpoint,
+    read_token,
+    tls_context,
+)
+from fleetctl.commands import activate, alarms, cat, deactivate, destroy, listing
 from fleetctl.commands.base import Command, Context
 
 COMMANDS: tuple[Command, ...] = (
@@ -29,16 +37,22 @@ COMMANDS: tuple[Command, ...] = (
     listing.LIST_UNITS,
     listing.LIST_UNIT_FILES,
     listing.LIST_MACHINES,
+    alarms.CONFIRM_RESCHEDULE,
 )
 LOCAL_VERBS = ("version", "help")
 GLOBAL_FLAGS = {  # flag -> (default, type, help)
     "endpoint": (DEFAULT_ENDPOINT, str, "fleetd API endpoint: unix:///path, http(s)://host:port"),
     "driver": ("API", str, "only API is supported"),
     "request-timeout": (3.0, float, "seconds allowed for each API request"),
-    "ca-file": ("", str, "CA certificate for an https endpoint"),
-    "cert-file": ("", str, "client certificate for an https endpoint"),
-    "key-file": ("", str, "client key for an https endpoint"),
+    "ca-file": ("", str, "CA certificate that signed an https endpoint's certificate"),
+    "cert-file": ("", str, "client certificate for an https endpoint (mutual TLS)"),
+    "key-file": ("", str, "key of --cert-file"),
+    "token-file": ("", str, "file holding the API bearer token (else FLEETCTL_TOKEN); "
+                   "sent only to https endpoints"),
 }
+EPILOG = ("Every global flag can also be set as FLEETCTL_<FLAG> (e.g. FLEETCTL_ENDPOINT, "
+          "FLEETCTL_CA_FILE, FLEETCTL_TOKEN_FILE); the flag wins. The token itself may be given "
+          "as FLEETCTL_TOKEN.")
 TRUE_WORDS = ("1", "t", "true", "yes", "on")
 
 
@@ -90,6 +104,7 @@ def build_parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
         prog="fleetctl",
         allow_abbrev=False,
         description="fleetctl controls a fleetd cluster through fleetd's HTTP API.",
+        epilog=EPILOG,
     )
     _add_globals(parser, suppress=False)
     parser.add_argument("--version", "-v", action="store_true", help="print the version and exit")
@@ -140,9 +155,10 @@ def main(
     environ: Mapping[str, str] | None = None,
 ) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    environ = os.environ if environ is None else environ
     args_list = expand_prefix(list(sys.argv[1:] if argv is None else argv))
     try:
-        parser = build_parser(env_defaults(os.environ if environ is None else environ))
+        parser = build_parser(env_defaults(environ))
     except UsageError as exc:
         print(exc, file=err)
         return 2
@@ -150,11 +166,12 @@ def main(
         args = parser.parse_args(args_list)
     except SystemExit as exc:
         return int(exc.code or 0)
-    return _dispatch(parser, args, out, err)
+    return _dispatch(parser, args, out, err, environ)
 
 
 def _dispatch(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO, err: TextIO
+    parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO, err: TextIO,
+    environ: Mapping[str, str],
 ) -> int:
     if args.version or args.command == "version":
         print(f"fleetctl version {__version__}", file=out)
@@ -168,7 +185,7 @@ def _dispatch(
         print(f'unrecognized driver "{args.driver}": fleetctl only speaks to the API', file=err)
         return 1
     command = next(c for c in COMMANDS if c.name == args.command)
-    return asyncio.run(_run(command, args, out, err))
+    return asyncio.run(_run(command, args, out, err, environ))
 
 
 def _help(parser: argparse.ArgumentParser, topic: str | None, out: TextIO, err: TextIO) -> int:
@@ -182,14 +199,22 @@ def _help(parser: argparse.ArgumentParser, topic: str | None, out: TextIO, err: 
     return 0
 
 
-async def _run(command: Command, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+async def _run(
+    command: Command, args: argparse.Namespace, out: TextIO, err: TextIO, environ: Mapping[str, str]
+) -> int:
     try:
         endpoint = parse_endpoint(args.endpoint, err)
         tls = tls_context(args.ca_file, args.cert_file, args.key_file)
-        async with Client(
-            endpoint, timeout=args.request_timeout, tls=tls, debug=err if args.debug else None
-        ) as client:
+        token = read_token(environ, args.token_file)
+        if token and endpoint.base.scheme != "https" and not endpoint.socket_path:
+            print("WARNING: not sending the API token over plain http; use an https endpoint",
+                  file=err)
+        async with Client(endpoint, timeout=args.request_timeout, tls=tls, token=token,
+                          debug=err if args.debug else None) as client:
             return await command.run(Context(client, out, err), args)
+    except AuthError as exc:
+        print(f"fleetctl: authentication failed: {exc}", file=err)
+        return 1
     except ClientError as exc:
         print(f"Error: {exc}", file=err)
         return 1

@@ -1,6 +1,7 @@
 """fleetctl's HTTP client for API v1 (the only aiohttp importer on the client side).
 
-Owns endpoint parsing (unix://, file://, http://, https://), one session per command run, page
+Owns endpoint parsing (unix://, file://, http://, https://), TLS material and the bearer token
+(sent only to https endpoints; a 401 is an `AuthError`), one session per command run, page
 following, batched unit submissions (POST /units), and turning transport failures into
 `ClientError` messages a user can act on and error bodies into `ApiError(code, message)`.
 """
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO, TypeVar
 from urllib.parse import urlsplit
 
@@ -37,6 +39,14 @@ class ApiError(ClientError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class AuthError(Exception):
+    """fleetd answered 401: the token is missing or wrong.
+
+    Not a ClientError on purpose: commands catch ClientError per unit and go on, while a
+    refused token must stop the whole run with one clear message.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +80,42 @@ def parse_endpoint(text: str, warn: TextIO = sys.stderr) -> Endpoint:
 def tls_context(
     ca_file: str = "", cert_file: str = "", key_file: str = ""
 ) -> ssl.SSLContext | None:
-    """TLS settings for an https endpoint; None when no TLS material is given."""
+    """TLS settings for an https endpoint; None when no TLS material is given.
+
+    An unreadable or malformed file is a ClientError naming the flag.
+    """
     if not (ca_file or cert_file):
         return None
-    ctx = ssl.create_default_context(cafile=ca_file or None)
+    ctx = _tls_step("--ca-file", ca_file, lambda: ssl.create_default_context(cafile=ca_file or None))
     if cert_file:
-        ctx.load_cert_chain(cert_file, key_file or None)
+        _tls_step("--cert-file/--key-file", cert_file,
+                  lambda: ctx.load_cert_chain(cert_file, key_file or None))
     return ctx
+
+
+T = TypeVar("T")
+
+
+def _tls_step(flag: str, path: str, step: Callable[[], T]) -> T:
+    try:
+        return step()
+    except OSError as exc:
+        raise ClientError(f"cannot use {flag} {path}: {exc.strerror or exc}") from None
+    except ssl.SSLError as exc:
+        raise ClientError(f"cannot use {flag} {path}: {exc.reason or exc}") from None
+
+
+def read_token(environ: Mapping[str, str], token_file: str = "") -> str | None:
+    """The API bearer token: from `token_file` (--token-file) if given, else FLEETCTL_TOKEN."""
+    if not token_file:
+        return environ.get("FLEETCTL_TOKEN", "").strip() or None
+    try:
+        text = Path(token_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ClientError(f"cannot read --token-file {token_file}: {exc.strerror}") from None
+    if not text:
+        raise ClientError(f"--token-file {token_file} is empty")
+    return text
 
 
 class Client:
@@ -88,9 +127,12 @@ class Client:
         *,
         timeout: float = 3.0,
         tls: ssl.SSLContext | None = None,
+        token: str | None = None,
         debug: TextIO | None = None,
     ) -> None:
+        """`token` is sent as a bearer token, only to https endpoints."""
         self.endpoint = endpoint
+        self._auth = {"Authorization": f"Bearer {token}"} if token and _is_https(endpoint) else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout if timeout > 0 else None)
         self._tls = tls
         self._debug = debug
@@ -122,7 +164,7 @@ class Client:
         assert self._session is not None, "use Client as an async context manager"
         url = self.endpoint.base.joinpath(*path)
         data = body.to_json() if body is not None else None
-        headers = {"Content-Type": "application/json"} if body is not None else None
+        headers = {**self._auth, **({"Content-Type": "application/json"} if body is not None else {})}
         try:
             async with self._session.request(
                 method, url, params=params, data=data, headers=headers
@@ -133,6 +175,8 @@ class Client:
                 f"cannot reach fleetd at {self.endpoint.text}: {_reason(exc)}"
             ) from exc
         self._log(method, url, params, resp.status)
+        if resp.status == 401:
+            raise AuthError(_error_message(resp.status, text))
         if resp.status >= 400:
             raise ApiError(resp.status, _error_message(resp.status, text))
         return resp.status, text
@@ -208,6 +252,29 @@ class Client:
     async def list_machines(self) -> list[schema.Machine]:
         pages = await self._pages(schema.MachinePage, "machines")
         return [m for page in pages for m in page.machines]
+
+    async def list_alarms(self) -> list[schema.Alarm]:
+        """Alarms the engine raised (e.g. mass-failure); [] from a fleetd that has none to tell."""
+        try:
+            return (await self._get(schema.AlarmList, "alarms")).alarms
+        except ApiError as exc:
+            if exc.code in (404, 405):
+                return []
+            raise
+
+    async def clear_alarm(self, kind: str) -> bool:
+        """Acknowledge an alarm; False if it was not raised."""
+        try:
+            await self._request("DELETE", ("alarms", kind))
+        except ApiError as exc:
+            if exc.code == 404:
+                return False
+            raise
+        return True
+
+
+def _is_https(endpoint: Endpoint) -> bool:
+    return endpoint.socket_path is None and endpoint.base.scheme == "https"
 
 
 def _decode(model: type[M], text: str) -> M:

@@ -204,3 +204,10 @@ def machine_rows(machines: Iterable[schema.Machine], full: bool) -> list[Row]:
         }
         for m in sorted(machines, key=lambda m: m.id)
     ]
+
+
+def alarm_line(alarm: schema.Alarm) -> str:
+    """One stderr line per raised alarm, under the machines table."""
+    machines = ", ".join(m[:8] for m in alarm.machines)
+    return f"ALARM {alarm.kind} since {alarm.since}: {alarm.message}" + (
+        f" (machines: {machines})" if machines else "")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fleetd.errors import ConfigError, InvalidInput
 from fleetd.model.resources import parse_size
@@ -59,7 +59,9 @@ class FleetConfig(BaseModel):
     etcd_request_timeout: float = Field(default=2.0, gt=0)
     public_ip: str = ""
     metadata: dict[str, str] = Field(default_factory=dict)
-    agent_ttl: float = Field(default=10.0, ge=1)
+    agent_ttl: float = Field(default=5.0, ge=2)
+    fence_grace: float = Field(default=2.0, ge=0)
+    mass_failure_brake: bool = True
     engine_reconcile_interval: float = Field(default=2.0, gt=0)
     disable_engine: bool = False
     units_directory: str = "/run/fleet/units/"
@@ -68,6 +70,17 @@ class FleetConfig(BaseModel):
     api_socket_group: str = ""
     api_listen: str = ""
     api_insecure_tcp: bool = False
+    # access (issue 5): TLS and a bearer token for the TCP API; TLS and auth for etcd
+    api_tls_cert_file: str = ""
+    api_tls_key_file: str = ""
+    api_tls_client_ca_file: str = ""
+    api_token_file: str = ""
+    etcd_cafile: str = ""
+    etcd_certfile: str = ""
+    etcd_keyfile: str = ""
+    etcd_username: str = ""
+    etcd_password: str = ""
+    etcd_password_file: str = ""
     systemd_bus: str = "unix:path=/run/dbus/system_bus_socket"
     machine_id_file: str = "/etc/machine-id"
     stop_units_on_shutdown: bool = False
@@ -78,7 +91,8 @@ class FleetConfig(BaseModel):
     _lists = field_validator("etcd_servers", mode="before")(parse_list)
     _meta = field_validator("metadata", mode="before")(parse_metadata)
 
-    @field_validator("agent_ttl", "engine_reconcile_interval", "etcd_request_timeout", mode="before")
+    @field_validator("agent_ttl", "fence_grace", "engine_reconcile_interval", "etcd_request_timeout",
+                     mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -116,6 +130,32 @@ class FleetConfig(BaseModel):
         if value and not re.match(r"^[^\s:]*:\d+$", value):
             raise ValueError(f"{value!r} is not host:port")
         return value
+
+    @model_validator(mode="after")
+    def _access(self) -> FleetConfig:
+        """Pairs that only make sense together; each message names the keys involved."""
+        for problem in _access_problems(self):
+            raise ValueError(problem)
+        return self
+
+
+def _access_problems(cfg: FleetConfig) -> list[str]:
+    problems = []
+    if bool(cfg.api_tls_cert_file) != bool(cfg.api_tls_key_file):
+        problems.append("api_tls_cert_file and api_tls_key_file: set both or neither")
+    if cfg.api_tls_client_ca_file and not cfg.api_tls_cert_file:
+        problems.append("api_tls_client_ca_file needs api_tls_cert_file and api_tls_key_file")
+    if bool(cfg.etcd_certfile) != bool(cfg.etcd_keyfile):
+        problems.append("etcd_certfile and etcd_keyfile: set both or neither")
+    etcd_tls = cfg.etcd_cafile or cfg.etcd_certfile
+    if etcd_tls and any(url.startswith("http://") for url in cfg.etcd_servers):
+        problems.append("etcd_cafile/etcd_certfile are set but etcd_servers has http:// URLs; "
+                        "use https:// URLs")
+    if cfg.etcd_password and cfg.etcd_password_file:
+        problems.append("etcd_password and etcd_password_file: set one, not both")
+    if (cfg.etcd_password or cfg.etcd_password_file) and not cfg.etcd_username:
+        problems.append("etcd_password/etcd_password_file need etcd_username")
+    return problems
 
 
 def read_file(path: str) -> dict[str, str]:

@@ -22,13 +22,16 @@ from fleetd.agent.identity import local_machine
 from fleetd.agent.local import HostUnits
 from fleetd.agent.publisher import Publisher
 from fleetd.agent.reconciler import Agent
+from fleetd.api import access
 from fleetd.api.http import make_app, serve
 from fleetd.config import FleetConfig
 from fleetd.engine.reconciler import Engine
-from fleetd.errors import ConfigError, FleetError
+from fleetd.errors import FleetError
 from fleetd.logs import get_logger
+from fleetd.model.liveness import Liveness
 from fleetd.model.machine import Machine
-from fleetd.registry.etcd import EtcdKV
+from fleetd.notify import watchdog
+from fleetd.registry.etcd import EtcdAuth, EtcdKV, TLSFiles
 from fleetd.registry.keys import Keys, normalize_prefix
 from fleetd.registry.store import Registry
 from fleetd.systemd.base import UnitManager
@@ -46,7 +49,9 @@ class Node:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self.heart.run(), name="heart")]
+            tasks = [group.create_task(watchdog(self.heart.timing.fence_after),
+                                       name="systemd-watchdog"),
+                     group.create_task(self.heart.run(), name="heart")]
             await _first(self.heart.registered.wait(), stop.wait())
             tasks.append(group.create_task(self.agent.run(), name="agent"))
             tasks.append(group.create_task(self.publisher.run(), name="publisher"))
@@ -58,34 +63,45 @@ class Node:
 
 
 def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agent_ttl: float,
-             reconcile_interval: float, run_engine: bool, policy: str = "binpack") -> Node:
+             reconcile_interval: float, run_engine: bool, policy: str = "binpack",
+             fence_grace: float = 2.0, brake: bool = True) -> Node:
     """Wire heart, agent, publisher and engine for one machine (adapters chosen by the caller)."""
-    heart = Heart(registry, machine, agent_ttl)
+    timing = Liveness(agent_ttl=agent_ttl, fence_grace=fence_grace)
+    heart = Heart(registry, machine, timing)
     host = HostUnits()
     publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease, host)
-    agent = Agent(registry, systemd, machine, publisher, host)
+    agent = Agent(registry, systemd, machine, publisher, host, heart)
     heart.on_new_lease(publisher.republish_all)
+    heart.on_fence_change(agent.wakeup.poke)
     systemd.on_change(publisher.unit_changed)
-    engine = Engine(registry, machine.id, heart, reconcile_interval, policy) if run_engine else None
+    engine = (Engine(registry, machine.id, heart, reconcile_interval, policy, timing, brake)
+              if run_engine else None)
     return Node(heart=heart, agent=agent, publisher=publisher, engine=engine)
 
 
 async def run(cfg: FleetConfig) -> None:
     """Run fleetd until a signal or a fatal error."""
     log = get_logger("server")
+    tcp = access.tcp_access(cfg)  # refuses an unprotected TCP listener before anything starts
+    for warning in tcp.warnings if tcp else ():
+        log.warning(warning)
     machine = local_machine(cfg)
-    if cfg.api_listen and not cfg.api_insecure_tcp:
-        raise ConfigError("api_listen needs TLS, which this build lacks; "
-                          "set api_insecure_tcp=true to listen without it (trusted networks only)")
-    kv = EtcdKV(cfg.etcd_servers, request_timeout=cfg.etcd_request_timeout)
+    etcd_tls = (TLSFiles(ca=cfg.etcd_cafile or None, cert=cfg.etcd_certfile or None,
+                         key=cfg.etcd_keyfile or None) if cfg.etcd_cafile or cfg.etcd_certfile else None)
+    password = (access.read_secret(cfg.etcd_password_file, "etcd_password_file", one_word=False)
+                if cfg.etcd_password_file else cfg.etcd_password)
+    kv = EtcdKV(cfg.etcd_servers, request_timeout=cfg.etcd_request_timeout, tls=etcd_tls,
+                auth=EtcdAuth(cfg.etcd_username, password) if cfg.etcd_username else None)
     registry = Registry(kv, Keys(normalize_prefix(cfg.etcd_key_prefix)))
     systemd = DbusUnitManager(bus_address=cfg.systemd_bus, units_directory=cfg.units_directory)
     await systemd.connect()
     node = assemble(registry, systemd, machine, agent_ttl=cfg.agent_ttl,
                     reconcile_interval=cfg.engine_reconcile_interval,
-                    run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy)
-    runner = await serve(make_app(registry, __version__), cfg.api_socket,
-                         socket_group=cfg.api_socket_group or None, tcp=cfg.api_listen or None)
+                    run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy,
+                    fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake)
+    app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None)
+    runner = await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
+                         tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,
              cpu=machine.capacity.cpu, memory=machine.capacity.memory, policy=cfg.scheduler_policy,
              engine=node.engine is not None, api=cfg.api_socket)

@@ -53,6 +53,8 @@ async def run_list_machines(ctx: Context, args: argparse.Namespace) -> int:
         return 1
     rows = render.machine_rows(await ctx.client.list_machines(), args.full)
     ctx.out.write(render.table(fields, rows, args.no_legend))
+    for alarm in await ctx.client.list_alarms():
+        ctx.warn(render.alarm_line(alarm))
     return 0
 
 

@@ -13,6 +13,12 @@ the agent never reads the rest of the registry. A pass is gather -> plan_tasks (
   handed to the publisher to read back from systemd.
 Global units are decided here, with the rule the engine shares (fleetd.model.globals). Passes
 run when a mirror changes, and every RESYNC_SECONDS otherwise.
+
+Fencing: while the heart cannot prove this machine is alive (`Heart.fenced`), AtMostOnce units
+are kept stopped (desired state downgraded to loaded) so they are down before the engine may
+place them elsewhere. After the lease is confirmed again they stay down until the assignments
+were listed afresh, and, if the lease had expired meanwhile, until `Liveness.rejoin_after`
+seconds after the last keep-alive, when the engine has had its chance to move them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Protocol
 
 from fleetd.agent.local import HostUnits
 from fleetd.agent.mirror import Mirror
@@ -29,6 +37,7 @@ from fleetd.errors import Compacted, InvalidInput, RegistryUnavailable, UnitMana
 from fleetd.logs import get_logger
 from fleetd.loop import Wakeup
 from fleetd.model.globals import globals_on
+from fleetd.model.liveness import Liveness
 from fleetd.model.machine import Machine
 from fleetd.model.requirements import Requirements, parse_requirements
 from fleetd.model.states import TargetState
@@ -44,12 +53,22 @@ PARALLEL_TASKS = 4
 FETCH_AT_ONCE = 32
 
 
+class FenceClock(Protocol):
+    """What the agent reads from the heart (fleetd.agent.heart.Heart) to fence itself."""
+
+    fenced: bool
+    lapsed_at: float | None
+    timing: Liveness
+
+
 class Agent:
     """Drives one host's systemd toward its assignments and the global units that apply here."""
 
     def __init__(self, registry: Registry, systemd: UnitManager, machine: Machine,
-                 publisher: Publisher, host: HostUnits) -> None:
+                 publisher: Publisher, host: HostUnits, fence: FenceClock) -> None:
         self.registry = registry
+        self.fence = fence
+        self._relist_due = False  # fenced since the assignments were last listed
         self.systemd = systemd
         self.machine = machine
         self.publisher = publisher
@@ -92,7 +111,33 @@ class Agent:
                 self.log.warning("etcd unavailable; unit files not fetched", error=str(exc))
             except UnitManagerError as exc:
                 self.log.warning("systemd query failed; will retry", error=str(exc))
-            await self.wakeup.wait(RESYNC_SECONDS if done else RETRY_SECONDS)
+            await self.wakeup.wait(self._next_wait(RESYNC_SECONDS if done else RETRY_SECONDS))
+
+    def _next_wait(self, normal: float) -> float:
+        """`normal`, or less while AtMostOnce units wait out a lapsed lease."""
+        ends = self._lapse_ends()
+        now = asyncio.get_running_loop().time()
+        return min(normal, max(0.05, ends - now)) if ends is not None and ends > now else normal
+
+    def _lapse_ends(self) -> float | None:
+        lapsed = self.fence.lapsed_at
+        return None if lapsed is None else lapsed + self.fence.timing.rejoin_after
+
+    async def _fencing(self) -> bool:
+        """True while AtMostOnce units must stay down here; lists the assignments afresh once
+        the lease is confirmed again."""
+        if self.fence.fenced:
+            self._relist_due = True
+            return True
+        ends = self._lapse_ends()
+        if ends is not None and asyncio.get_running_loop().time() < ends:
+            self._relist_due = True
+            return True
+        if self._relist_due:
+            await self.assigned.relist()
+            self._relist_due = False
+            self.log.warning("fencing lifted: AtMostOnce units may run here again")
+        return False
 
     async def reconcile(self) -> bool:
         """One pass; False if a task failed (the caller retries soon)."""
@@ -120,7 +165,17 @@ class Agent:
         self._forget_all_but(set(digests))
         wanted = {name: d for name, d in wanted.items() if d.hash in self._texts}
         wanted.update(self._globals_here(wanted, candidates))
+        if await self._fencing():
+            wanted = self._fenced(wanted)
         return wanted
+
+    def _fenced(self, wanted: dict[str, Desired]) -> dict[str, Desired]:
+        """AtMostOnce units kept loaded but stopped."""
+        down = sorted(n for n, d in wanted.items() if d.state is TargetState.LAUNCHED
+                      and (r := self._requirements_of(n, d.hash)) is not None and r.at_most_once)
+        if down:
+            self.log.warning("fenced: keeping AtMostOnce units stopped", units=down)
+        return wanted | {n: replace(wanted[n], state=TargetState.LOADED) for n in down}
 
     async def _fetch(self, digests: Iterable[str]) -> None:
         """Read the unit files not seen before from etcd, a few at a time."""

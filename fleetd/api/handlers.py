@@ -91,12 +91,19 @@ Options = dict[str, list[schema.UnitOption]]  # file hash -> its options, read o
 
 async def _options(reg: Registry, unit: Unit, known: Options) -> list[schema.UnitOption]:
     if unit.hash not in known:
-        text = await reg.get_file(unit.hash)
-        known[unit.hash] = [] if text is None else [
+        known[unit.hash] = [
             schema.UnitOption(section=o.section, name=o.name, value=o.value)
-            for o in UnitFile.parse(text).options
+            for o in _stored_file(await reg.get_file(unit.hash)).options
         ]
     return known[unit.hash]
+
+
+def _stored_file(text: str | None) -> UnitFile:
+    """A stored file; one today's rules refuse (an older fleetd's) shows empty, as a missing one."""
+    try:
+        return UnitFile.parse(text or "")
+    except InvalidInput:
+        return UnitFile()
 
 
 async def _to_wire(
@@ -260,16 +267,11 @@ async def list_states(
     limit: int = DEFAULT_PAGE_LIMIT,
 ) -> Result:
     found = await reg.list_states(unit_name) if unit_name else await reg.list_states()
-    found = [
-        s
-        for s in found
-        if (not unit_name or s.name == unit_name) and (not machine_id or s.machine == machine_id)
-    ]
+    found = [s for s in found
+             if (not unit_name or s.name == unit_name) and (not machine_id or s.machine == machine_id)]
     found.sort(key=lambda s: (s.name, s.machine))
     page, next_token = paginate(found, token, limit)
-    return 200, schema.StatePage(
-        states=[_state_to_wire(s) for s in page], next_page_token=next_token
-    )
+    return 200, schema.StatePage(states=[_state_to_wire(s) for s in page], next_page_token=next_token)
 
 
 async def get_state(reg: Registry, name: str) -> Result:
@@ -293,6 +295,5 @@ async def list_machines(
 ) -> Result:
     machines = sorted(await reg.list_machines(), key=lambda m: m.id)
     page, next_token = paginate(machines, token, limit)
-    return 200, schema.MachinePage(
-        machines=[_machine_to_wire(m) for m in page], next_page_token=next_token
-    )
+    wire = [_machine_to_wire(m) for m in page]
+    return 200, schema.MachinePage(machines=wire, next_page_token=next_token)

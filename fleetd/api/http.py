@@ -13,16 +13,18 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import stat
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
-from fleetd.api import batch, handlers, schema
-from fleetd.errors import FleetError, InvalidInput
+from fleetd.api import access, alarms, batch, handlers, openapi, schema
+from fleetd.errors import ConfigError, FleetError, InvalidInput
 from fleetd.registry.store import Registry
 
 PREFIXES = ("/fleet/v1", "/v1-alpha")
@@ -32,6 +34,7 @@ LIMIT_KEY = web.AppKey("page_limit", int)
 MAX_BODY = 64 * 1024 * 1024  # a POST /units of MAX_BATCH entries with sizeable unit files
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 W = TypeVar("W", bound=schema.Wire)
+_UTF8 = ("utf-8", "utf8")  # JSON is UTF-8 (RFC 8259); any other declared charset is 415
 
 def error_response(code: int, message: str) -> web.Response:
     return web.Response(
@@ -96,9 +99,13 @@ async def post_units(request: web.Request) -> web.Response:
 
 async def _json_body(request: web.Request, model: type[W]) -> W:
     types = request.headers.getall("Content-Type", [])
-    if len(types) != 1 or types[0].split(";")[0].strip().lower() != JSON:
+    charset = (request.charset or "utf-8").lower()
+    if len(types) != 1 or request.content_type != JSON or charset not in _UTF8:
         raise web.HTTPUnsupportedMediaType(reason="expected Content-Type application/json")
-    raw = await request.text()
+    try:
+        raw = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"unable to decode body: not valid UTF-8 at byte {exc.start}") from exc
     try:
         return model.from_json(raw)
     except ValidationError as exc:
@@ -154,6 +161,18 @@ async def list_machines(request: web.Request) -> web.Response:
     )
 
 
+async def list_alarms(request: web.Request) -> web.Response:
+    return _reply(await alarms.list_alarms(_reg(request)))
+
+
+async def clear_alarm(request: web.Request) -> web.Response:
+    return _reply(await alarms.clear_alarm(_reg(request), request.match_info["kind"]))
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.Response(text=openapi.document_json(), content_type=JSON)
+
+
 async def _root(request: web.Request) -> web.Response:
     return error_response(405, "only GET supported against this resource")
 
@@ -166,6 +185,9 @@ def _add_routes(app: web.Application, prefix: str) -> None:
         (prefix + "/state", {"GET": list_states}, "GET"),
         (state, {"GET": get_state}, "GET"),
         (prefix + "/machines", {"GET": list_machines}, "GET"),
+        (prefix + "/alarms", {"GET": list_alarms}, "GET"),
+        (prefix + "/alarms/{kind}", {"DELETE": clear_alarm}, "DELETE"),
+        (prefix + "/openapi.json", {"GET": get_openapi}, "GET"),
     ]
     for path, methods, allowed in table:
         resource = app.router.add_resource(path)
@@ -178,11 +200,44 @@ async def _server_header(version: str, request: web.Request, response: web.Strea
     response.headers["Server"] = f"fleetd/{version}"
 
 
+def _over_unix_socket(request: web.Request) -> bool:
+    """Whether the request came over the unix socket (anything unknown counts as TCP)."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    return sock is not None and sock.family == socket.AF_UNIX
+
+
+def _tcp_auth(token: str) -> Middleware:
+    """Middleware: requests over TCP must carry `Authorization: Bearer <token>`."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Authorization")
+        if _over_unix_socket(request) or access.bearer_ok(header, token):
+            return await handler(request)
+        response = error_response(401, access.refusal(header))
+        response.headers["WWW-Authenticate"] = access.REALM
+        return response
+
+    return check
+
+
 def make_app(
-    registry: Registry, version: str, *, page_limit: int = handlers.DEFAULT_PAGE_LIMIT
+    registry: Registry,
+    version: str,
+    *,
+    page_limit: int = handlers.DEFAULT_PAGE_LIMIT,
+    tcp_token: str | None = None,
 ) -> web.Application:
-    """The API application over `registry`; pages hold at most `page_limit` items."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    """The API application over `registry`; pages hold at most `page_limit` items.
+
+    With `tcp_token`, requests that arrive over TCP need it as a bearer token (the unix socket
+    never does).
+    """
+    middlewares: list[Middleware] = [errors_middleware]
+    if tcp_token is not None:
+        middlewares.insert(0, _tcp_auth(tcp_token))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[REGISTRY_KEY] = registry
     app[LIMIT_KEY] = page_limit
     for prefix in PREFIXES:
@@ -218,6 +273,19 @@ def _socket_is_live(path: str) -> bool:
         return True
 
 
+def _restrict_socket(path: str, mode: int, group: str | None) -> None:
+    """Apply the socket's group, then its mode; an unknown group is a ConfigError naming the key."""
+    if group is not None:
+        try:
+            shutil.chown(path, group=group)
+        except LookupError:
+            raise ConfigError(f'api_socket_group: no group named "{group}"') from None
+        except PermissionError as exc:
+            raise ConfigError(f'api_socket_group: cannot give {path} to group "{group}": '
+                              f"{exc.strerror}") from None
+    os.chmod(path, mode)
+
+
 def _split_host_port(tcp: str) -> tuple[str, int]:
     host, sep, port = tcp.rpartition(":")
     if not sep or not port.isdigit():
@@ -229,22 +297,24 @@ async def serve(
     app: web.Application,
     socket_path: str,
     *,
-    socket_mode: int = 0o660,
+    socket_mode: int = access.SOCKET_MODE,
     socket_group: str | None = None,
     tcp: str | None = None,
+    tcp_ssl: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
-    """Listen on the unix socket (and `tcp` host:port if given); return the started runner."""
+    """Listen on the unix socket (and `tcp` host:port if given, with TLS if `tcp_ssl`).
+
+    Returns the started runner. The socket gets `socket_mode` and, if given, `socket_group`.
+    """
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         remove_stale_socket(socket_path)
         await web.UnixSite(runner, socket_path).start()
-        os.chmod(socket_path, socket_mode)
-        if socket_group is not None:
-            shutil.chown(socket_path, group=socket_group)
+        _restrict_socket(socket_path, socket_mode, socket_group)
         if tcp:
             host, port = _split_host_port(tcp)
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=tcp_ssl).start()
     except BaseException:
         await runner.cleanup()
         raise

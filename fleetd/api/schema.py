@@ -122,6 +122,19 @@ class MachinePage(Wire):
     next_page_token: str | None = _json("nextPageToken", default=None)
 
 
+class Alarm(Wire):
+    """A condition the engine raised for operators (today: mass-failure, the rescheduling brake)."""
+
+    kind: str
+    message: str
+    machines: list[str] = Field(default_factory=list)
+    since: str = ""
+
+
+class AlarmList(Wire):
+    alarms: list[Alarm]
+
+
 class ErrorDetail(Wire):
     code: int
     message: str

@@ -1,7 +1,7 @@
 """The leader's in-memory model of the registry, fed by listings and watch events (pure).
 
 Owns what the leader knows between passes: unit records, live machines, assignments, pending
-reasons and the unit files it has parsed. `load` replaces one prefix's contents from a listing
+reasons, raised alarms and the unit files it has parsed. `load` replaces one prefix's contents from a listing
 (at leadership start, or after a compaction); `apply` folds one watch event in; `record_commit`
 folds in the leader's own writes as soon as etcd accepted them, so the next pass never acts on
 a stale view. Each key remembers the revision it was last changed at, so an event older than
@@ -27,7 +27,7 @@ from fleetd.registry import codec
 from fleetd.registry.keys import Keys
 from fleetd.registry.kv import Delete, KeyValue, Op, Put, WatchEvent
 
-SECTIONS = ("machines", "assign", "pending", "units")
+SECTIONS = ("machines", "assign", "pending", "units", "alarms")
 T = TypeVar("T")
 
 
@@ -40,6 +40,7 @@ class Model:
         self.machines: dict[str, Machine] = {}
         self.assignments: dict[str, Assignment] = {}
         self.pending: dict[str, str] = {}
+        self.alarms: dict[str, str] = {}  # kind -> record
         self.specs: dict[str, UnitSpec] = {}
         self.invalid: dict[str, str] = {}  # unit -> why its stored file cannot be used
         self.version = 0
@@ -52,7 +53,8 @@ class Model:
 
     def prefix(self, section: str) -> str:
         return {"machines": self.keys.machines, "assign": self.keys.assign,
-                "pending": self.keys.pending, "units": self.keys.units}[section]
+                "pending": self.keys.pending, "units": self.keys.units,
+                "alarms": self.keys.alarms}[section]
 
     def load(self, section: str, items: Iterable[KeyValue], revision: int) -> None:
         """Replace everything under one section with a listing read at `revision`."""
@@ -97,6 +99,8 @@ class Model:
             self.assignments.clear()
         elif section == "pending":
             self.pending.clear()
+        elif section == "alarms":
+            self.alarms.clear()
         else:
             self.units.clear()
             self.specs.clear()
@@ -116,6 +120,8 @@ class Model:
             return _store(self.assignments, assignment.unit, assignment)
         if key.startswith(keys.pending):
             return _store(self.pending, key[len(keys.pending):], value)
+        if key.startswith(keys.alarms):
+            return _store(self.alarms, key[len(keys.alarms):], value)
         return False
 
     def _delete(self, key: str, revision: int) -> bool:
@@ -139,6 +145,8 @@ class Model:
             return False
         if key.startswith(keys.pending):
             return self.pending.pop(key[len(keys.pending):], None) is not None
+        if key.startswith(keys.alarms):
+            return self.alarms.pop(key[len(keys.alarms):], None) is not None
         return False
 
     def _assignment(self, key: str, value: str) -> Assignment:

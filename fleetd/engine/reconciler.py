@@ -19,14 +19,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from fleetd.engine.brake import Departures
+from fleetd.engine.departures import Holds, restrict
 from fleetd.engine.model import SECTIONS, Model
 from fleetd.engine.scheduler import BINPACK, Plan, schedule
 from fleetd.errors import Fenced, RegistryUnavailable
 from fleetd.logs import get_logger
 from fleetd.loop import Wakeup
+from fleetd.model.liveness import Liveness
 from fleetd.registry.kv import Op, WatchEvent
 from fleetd.registry.store import Registry
 from fleetd.registry.watch import follow, list_then_follow
@@ -48,8 +51,13 @@ class Engine:
     """Runs on every fleetd without disable_engine; schedules while it holds the leader key."""
 
     def __init__(self, registry: Registry, machine_id: str, lease: LeaseSource,
-                 interval: float, policy: str = BINPACK) -> None:
+                 interval: float, policy: str = BINPACK, timing: Liveness | None = None,
+                 brake: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry
+        self.timing = timing = timing or Liveness()
+        self.brake = brake
+        self.clock = clock
+        self.departures = Departures(timing, brake)
         self.machine_id = machine_id
         self.lease = lease
         self.interval = interval
@@ -58,7 +66,8 @@ class Engine:
         self.model: Model | None = None
         self.wakeup = Wakeup()
         self._deposed = False
-        self._decided = -1  # model version the last complete pass decided on
+        self._decided: tuple[object, ...] = ()  # (model version, holds) the last complete pass decided on
+        self._due: float | None = None  # when a hold on a vanished machine ends
         self._last_pending: dict[str, str] = {}
         self.log = get_logger("engine", machine=machine_id[:8])
 
@@ -119,7 +128,9 @@ class Engine:
     def _step_down(self) -> None:
         self.token = None
         self.model = None
-        self._decided = -1
+        self._decided = ()
+        self._due = None
+        self.departures = Departures(self.timing, self.brake)
         self._last_pending = {}
 
     # the leader's session ------------------------------------------------------------------
@@ -134,6 +145,7 @@ class Engine:
             model.load(section, listing.items, listing.revision)
             revisions[section] = listing.revision
         self.model = model
+        self.departures.resume(model)
         self.log.info("registry loaded", units=len(model.units), machines=len(model.machines),
                       assignments=len(model.assignments), seconds=round(time.monotonic() - started, 3))
         async with asyncio.TaskGroup() as group:
@@ -165,19 +177,30 @@ class Engine:
                 await self.reconcile(model)
             except RegistryUnavailable as exc:
                 self.log.warning("etcd unavailable; reconcile skipped", error=str(exc))
-            await self.wakeup.wait(self.interval)
+            await self.wakeup.wait(self._next_wait())
+
+    def _next_wait(self) -> float:
+        """The reconcile interval, or less if a hold on a vanished machine ends sooner."""
+        if self._due is None:
+            return self.interval
+        return min(self.interval, max(0.05, self._due - self.clock()))
 
     async def reconcile(self, model: Model) -> None:
-        """One pass, if the model changed since the last one: decide (pure) and commit."""
+        """One pass, if the model or the holds changed since the last one: decide and commit."""
         await self._fetch_files(model)
-        if model.version == self._decided:
+        holds = self._holds(model)
+        decision = (model.version, holds.machines, holds.fenced)
+        if decision == self._decided:
             return
-        version, started = model.version, time.monotonic()
-        plan = schedule(model.snapshot(self.policy))
+        started = time.monotonic()
+        snapshot, held = restrict(model.snapshot(self.policy), holds)
+        plan = await asyncio.to_thread(schedule, snapshot)  # the heart keeps beating meanwhile
         placed = {self.registry.keys.assignment(a.machine, a.unit): a
                   for a in [*(u.assignment for u in plan.updates), *(p.assignment for p in plan.placements)]}
         first = self._evict_ops(plan)
-        then = [self.registry.place_op(a) for a in placed.values()] + self._pending_ops(plan, model.pending)
+        then = ([self.registry.place_op(a) for a in placed.values()]
+                + self._pending_ops(plan, held, model.pending)
+                + self.departures.alarm_ops(model, holds, self.registry.alarm_op))
         decided = time.monotonic()
 
         def committed(batch: Sequence[Op], revision: int) -> None:
@@ -189,8 +212,21 @@ class Engine:
         except Fenced as exc:
             raise LostLeadership(str(exc)) from exc
         ops = first + then
-        self._decided = -1 if ops else version  # after writing, one more pass confirms
+        self._decided = () if ops else decision  # after writing, one more pass confirms
         self._report(plan, txns, decided - started, time.monotonic() - decided)
+
+    def _holds(self, model: Model) -> Holds:
+        """Which vanished machines' units to leave alone this pass (settling, fencing, brake)."""
+        braked_before = self.departures.braked
+        holds = self.departures.holds(model, self.clock())
+        self._due = holds.due
+        if holds.braked and holds.braked != braked_before:
+            self.log.error("mass failure: rescheduling held", machines=sorted(m[:8] for m in holds.braked),
+                           live=len(model.machines), hint="fleetctl confirm-reschedule releases them")
+        elif braked_before and not holds.braked:
+            self.log.warning("mass-failure brake released", machines=sorted(m[:8] for m in braked_before),
+                             live=len(model.machines))
+        return holds
 
     async def _fetch_files(self, model: Model) -> None:
         """Read the unit files the model lacks: once per content hash, never per placement."""
@@ -202,9 +238,9 @@ class Engine:
         return [self.registry.evict_op(e.unit, e.machine) for e in plan.evictions]
 
 
-    def _pending_ops(self, plan: Plan, stored: dict[str, str]) -> list[Op]:
+    def _pending_ops(self, plan: Plan, held: dict[str, str], stored: dict[str, str]) -> list[Op]:
         """Write reasons that are new or changed; clear those of units no longer pending."""
-        reasons = {p.unit: p.reason for p in plan.pending}
+        reasons = {p.unit: p.reason for p in plan.pending} | held
         ops = [self.registry.pending_op(u, r) for u, r in sorted(reasons.items()) if stored.get(u) != r]
         return ops + [self.registry.pending_op(u, None) for u in sorted(stored) if u not in reasons]
 

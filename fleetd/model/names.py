@@ -46,7 +46,7 @@ VALID_SUFFIXES: frozenset[str] = frozenset(
 #: Unit types that may be templates or template instances (names containing "@").
 TEMPLATE_SUFFIXES: frozenset[str] = frozenset((".path", ".service", ".socket", ".target", ".timer"))
 
-MAX_NAME_LENGTH = 256
+MAX_NAME_LENGTH = 256  # bytes, as fleet (systemd's UNIT_NAME_MAX)
 _VALID_CHARS = frozenset(string.ascii_letters + string.digits + ":_.@-")
 
 
@@ -67,8 +67,8 @@ def validate_name(name: str) -> None:
 def _check_shape(name: str) -> str | None:
     if not name:
         return "unit name cannot be empty"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"unit name exceeds maximum length ({MAX_NAME_LENGTH})"
+    if len(name.encode("utf-8", errors="surrogatepass")) > MAX_NAME_LENGTH:
+        return f"unit name exceeds maximum length ({MAX_NAME_LENGTH} bytes)"
     if "/" in name:
         return 'unit name cannot contain "/"'
     if ".." in name:

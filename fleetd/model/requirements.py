@@ -24,7 +24,7 @@ MACHINE_ID_KEYS = ("MachineID", "X-ConditionMachineID", "X-ConditionMachineBootI
 MACHINE_OF_KEYS = ("MachineOf", "X-ConditionMachineOf")
 METADATA_KEYS = ("MachineMetadata", "X-ConditionMachineMetadata")
 CONFLICTS_KEYS = ("Conflicts", "X-Conflicts")
-EXTENSION_KEYS = ("Instances", "Policy", "SpreadBy", "CPU", "Memory")
+EXTENSION_KEYS = ("Instances", "Policy", "SpreadBy", "CPU", "Memory", "AtMostOnce")
 KNOWN_KEYS = frozenset(
     (*MACHINE_ID_KEYS, *MACHINE_OF_KEYS, *METADATA_KEYS, *CONFLICTS_KEYS, "Global", "Replaces",
      *EXTENSION_KEYS)
@@ -32,6 +32,7 @@ KNOWN_KEYS = frozenset(
 POLICIES = ("binpack", "spread")
 MAX_INSTANCES = 1000
 TRUTHY = frozenset(("true", "yes", "1", "on", "t"))
+FALSY = frozenset(("false", "no", "0", "off", "f"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class Requirements:
     policy: str | None = None
     spread_by: str | None = None
     resources: Resources = Resources()
+    at_most_once: bool = False  # never on two machines at once, even across a partition
 
 
 def parse_requirements(name: str, unit: UnitFile) -> Requirements:
@@ -66,6 +68,7 @@ def parse_requirements(name: str, unit: UnitFile) -> Requirements:
         policy=_policy(_last(values, "Policy")),
         spread_by=_last(values, "SpreadBy") or None,
         resources=unit_demand(unit, _last(values, "CPU"), _last(values, "Memory")),
+        at_most_once=_flag("AtMostOnce", _last(values, "AtMostOnce")),
     )
 
 
@@ -84,6 +87,14 @@ def _instances(name: str, value: str | None) -> int | None:
     if "@" not in name:
         raise InvalidRequirements("Instances can only be used in a template unit (name@.service)")
     return int(value)
+
+
+def _flag(key: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    if value.lower() not in TRUTHY | FALSY:
+        raise InvalidRequirements(f'{key} must be true or false, not "{value}"')
+    return value.lower() in TRUTHY
 
 
 def _policy(value: str | None) -> str | None:
@@ -114,6 +125,7 @@ def _combination_error(req: Requirements) -> str | None:
         "Global": req.is_global,
         "Replaces": bool(req.replaces),
         "Instances": req.instances is not None,
+        "AtMostOnce": req.at_most_once,
     }
     forbidden = (
         ("MachineID", "Peers"),
@@ -124,6 +136,7 @@ def _combination_error(req: Requirements) -> str | None:
         ("Global", "Replaces"),
         ("Conflicts", "Replaces"),
         ("Global", "Instances"),
+        ("Global", "AtMostOnce"),
     )
     for first, second in forbidden:
         if has[first] and has[second]:

@@ -2,6 +2,12 @@
 
 Owns the INI dialect fleet accepts (sections, Key=Value, comments, backslash continuation) and
 the normalized form whose sha256 identifies a unit file: formatting and comments do not change it.
+
+Input rules (each broken rule is InvalidUnitFile): line breaks are `\n`, `\r\n` or a lone `\r`
+(as systemd reads them); no NUL or other control character except TAB; no lone surrogate (text
+that was not valid UTF-8); section and option names at most MAX_NAME_BYTES, a value at most
+MAX_VALUE_BYTES, the whole file at most MAX_UNIT_FILE_BYTES. Any well-formed section name is
+accepted, as systemd does (it ignores sections it does not know, warning unless `X-`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from dataclasses import dataclass
 from fleetd.errors import InvalidUnitFile
 
 MAX_UNIT_FILE_BYTES = 1024 * 1024
+MAX_VALUE_BYTES = 64 * 1024  # one option's value; go-systemd (fleet) allowed 2048-byte lines
+MAX_NAME_BYTES = 256  # a section or option name
 _COMMENT = ("#", ";")
 
 
@@ -83,12 +91,29 @@ def _check_size(text: str) -> None:
         raise InvalidUnitFile(f"unit file is {size} bytes; the limit is {MAX_UNIT_FILE_BYTES}")
 
 
+def bad_character(text: str) -> str | None:
+    """Why `text` may not appear in a unit file (a NUL, a control character, not UTF-8), or None."""
+    for char in text:
+        if char == "\0":
+            return "a NUL byte"
+        if (char < " " and char != "\t") or char == "\x7f":
+            return f"control character {char!r}"
+        if "\ud800" <= char <= "\udfff":
+            return "text that is not valid UTF-8"
+    return None
+
+
+def _split_lines(text: str) -> list[str]:
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """Yield (first line number, text) with backslash continuations joined by a space."""
     start, pending = 0, None
-    for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
-        if "\0" in raw:
-            raise InvalidUnitFile(f"line {number}: unit file contains a NUL byte")
+    for number, raw in enumerate(_split_lines(text), start=1):
+        bad = bad_character(raw)
+        if bad:
+            raise InvalidUnitFile(f"line {number}: unit file contains {bad}")
         line = raw.rstrip()
         if line.lstrip().startswith(_COMMENT):
             continue  # systemd drops comments first: they never continue nor break a value
@@ -112,7 +137,7 @@ def _parse_lines(lines: Iterable[tuple[int, str]]) -> Iterator[UnitOption]:
         if line.startswith("["):
             section = _section_header(number, line)
         elif section is None:
-            raise InvalidUnitFile(f"line {number}: option outside of a [Section]: {line!r}")
+            raise InvalidUnitFile(f"line {number}: option outside of a [Section]: {_clip(line)!r}")
         else:
             yield _option(number, section, line)
 
@@ -120,25 +145,48 @@ def _parse_lines(lines: Iterable[tuple[int, str]]) -> Iterator[UnitOption]:
 def _section_header(number: int, line: str) -> str:
     inner = line[1:-1].strip()
     if not line.endswith("]") or not inner or any(c in inner for c in "[]"):
-        raise InvalidUnitFile(f"line {number}: malformed section header: {line!r}")
+        raise InvalidUnitFile(f"line {number}: malformed section header: {_clip(line)!r}")
+    _check_length(f"line {number}: section name", inner, MAX_NAME_BYTES)
     return inner
 
 
 def _option(number: int, section: str, line: str) -> UnitOption:
     name, sep, value = line.partition("=")
     if not sep:
-        raise InvalidUnitFile(f"line {number}: expected Name=Value, got {line!r}")
+        raise InvalidUnitFile(f"line {number}: expected Name=Value, got {_clip(line)!r}")
     if not name.strip():
-        raise InvalidUnitFile(f"line {number}: option has no name: {line!r}")
-    return UnitOption(section, name.strip(), value.strip())
+        raise InvalidUnitFile(f"line {number}: option has no name: {_clip(line)!r}")
+    option = UnitOption(section, name.strip(), value.strip())
+    _check_lengths(option, f"line {number}: ")
+    return option
+
+
+def _check_length(what: str, text: str, limit: int) -> None:
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > limit:
+        raise InvalidUnitFile(f"{what} is {size} bytes; the limit is {limit}")
+
+
+def _check_lengths(option: UnitOption, where: str = "") -> None:
+    _check_length(f"{where}section name", option.section, MAX_NAME_BYTES)
+    _check_length(f"{where}option name {_clip(option.name)!r}", option.name, MAX_NAME_BYTES)
+    _check_length(f"{where}value of {option.name!r}", option.value, MAX_VALUE_BYTES)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """`text` shortened for an error message."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _checked_option(option: UnitOption) -> UnitOption:
     """Trim the option; refuse it if its serialized form would not parse back to it."""
     trimmed = UnitOption(option.section.strip(), option.name.strip(), option.value.strip())
     section, name, value = trimmed.section, trimmed.name, trimmed.value
-    if any(c in part for part in (section, name, value) for c in "\n\r\0"):
-        raise InvalidUnitFile(f"option {name!r} contains a line break or NUL byte")
+    _check_lengths(trimmed)
+    for part in (section, name, value):
+        bad = bad_character(part)
+        if bad:
+            raise InvalidUnitFile(f"option {_clip(name)!r} in [{_clip(section)}] contains {bad}")
     if not section or any(c in section for c in "[]"):
         raise InvalidUnitFile(f"invalid section name {section!r}")
     if not name or "=" in name or name.startswith(("[", *_COMMENT)):

@@ -3,7 +3,8 @@
 `EtcdKV` owns the gRPC channel and everything the study (reference/etcd-client.md §3.4, §5,
 §6.2) found missing in aetcd's `Client`: a list of endpoints as one multi-address gRPC target
 with pick_first (failover), keepalive with a ping timeout (a hung member is detected), a
-deadline on every unary call, TLS, one watch stream per `watch_prefix` with the
+deadline on every unary call, TLS, user/password auth (the token etcd trades for them is sent
+on every call and fetched again after it expires), one watch stream per `watch_prefix` with the
 `hasleader` guard, and translation of gRPC errors into `fleetd.errors`.
 
 It drives aetcd's generated etcd stubs (`aetcd.rpc`) directly rather than `aetcd.Client`,
@@ -13,10 +14,11 @@ Resuming broken watches is the caller's job (`fleetd.registry.watch.follow`).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,6 +65,8 @@ _RESULTS = {
     "<": rpc.Compare.LESS, ">": rpc.Compare.GREATER,
 }
 _REQUIRE_LEADER = (("hasleader", "true"),)
+_AUTH_REFUSALS = ("user name is empty", "authentication failed", "permission denied")
+Metadata = tuple[tuple[str, str], ...]
 
 
 # configuration ----------------------------------------------------------------------------
@@ -76,6 +80,14 @@ class TLSFiles:
     cert: str | Path | None = None
     key: str | Path | None = None
     server_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdAuth:
+    """An etcd user; fleetd trades the password for a token (Auth.Authenticate) sent on calls."""
+
+    username: str
+    password: str = field(repr=False)
 
 
 def _split_endpoint(endpoint: str) -> tuple[str, str, int]:
@@ -153,7 +165,10 @@ def _translate(err: grpc.aio.AioRpcError) -> FleetError:
         return Compacted(0)
     if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
         return NotFound(details)
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+    if "invalid auth token" in details:  # expired: the next call authenticates again
+        return RegistryUnavailable(f"etcd auth token expired: {details}")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or any(
+            words in details for words in _AUTH_REFUSALS):
         return ConfigError(f"etcd refused our credentials: {details}")
     if code in _TRANSIENT:
         return RegistryUnavailable(f"etcd {code.name.lower()}: {details}")
@@ -221,14 +236,19 @@ class EtcdKV:
         *,
         request_timeout: float = 2.0,
         tls: TLSFiles | None = None,
+        auth: EtcdAuth | None = None,
     ) -> None:
-        self.target = grpc_target(endpoints)
+        self.endpoints = list(endpoints)
+        self.target = grpc_target(self.endpoints)
+        self.auth = auth
+        self._token: str | None = None
         self.request_timeout = request_timeout
         self._credentials = _credentials(tls or TLSFiles()) if _wants_tls(endpoints, tls) else None
         self._options = dict(CHANNEL_OPTIONS)
         if tls is not None and tls.server_name:
             self._options["grpc.ssl_target_name_override"] = tls.server_name
         self._chan: grpc.aio.Channel | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _channel(self) -> grpc.aio.Channel:
         if self._chan is None:
@@ -239,6 +259,53 @@ class EtcdKV:
                 self._chan = grpc.aio.secure_channel(self.target, self._credentials, options)
         return self._chan
 
+    async def _md(self, *extra: tuple[str, str]) -> Metadata:
+        """Call metadata: `extra` plus, with auth, the token (authenticating once if needed)."""
+        if self.auth is not None and self._token is None:
+            request = rpc.AuthenticateRequest(name=self.auth.username, password=self.auth.password)
+            with _translated():
+                resp = await rpc.AuthStub(self._channel()).Authenticate(
+                    request, timeout=self.request_timeout)
+            self._token = resp.token
+        return (*extra, ("token", self._token)) if self._token else extra
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """`_translated`; forget an expired auth token so the next call gets a new one, and
+        leave a member that let a call time out (it may be frozen: see `_rotate`)."""
+        chan = self._chan
+        try:
+            with _translated():
+                yield
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our caller is being cancelled
+            # the call was cancelled under us: `_rotate` closed its channel
+            raise RegistryUnavailable("etcd call interrupted: moving to another member") from None
+        except RegistryUnavailable as exc:
+            if "auth token" in str(exc):
+                self._token = None
+            if "deadline_exceeded" in str(exc) and chan is not None and chan is self._chan:
+                self._rotate()
+            raise
+
+    def _rotate(self) -> None:
+        """Drop the channel and put the first endpoint last, so the next call goes elsewhere.
+
+        A frozen member keeps its TCP connections up: gRPC only notices through its keep-alive
+        ping, seconds later, while every call and watch on it hangs. One timed-out call is
+        enough to move on; the watches on the old channel break and resume from their last
+        revision on the new one, so no event is lost. With one endpoint this just reconnects.
+        """
+        old, self._chan = self._chan, None
+        self.endpoints = self.endpoints[1:] + self.endpoints[:1]
+        self.target = grpc_target(self.endpoints)
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(old.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     def _kv(self) -> rpc.KVStub:
         return rpc.KVStub(self._channel())
 
@@ -248,23 +315,24 @@ class EtcdKV:
     # reads ------------------------------------------------------------------------------
 
     async def get(self, key: str) -> KeyValue | None:
-        with _translated():
+        with self._guard():
             resp = await self._kv().Range(rpc.RangeRequest(key=key.encode()),
-                                          timeout=self.request_timeout)
+                                          timeout=self.request_timeout, metadata=await self._md())
         return _keyvalue(resp.kvs[0]) if resp.kvs else None
 
     async def get_prefix(self, prefix: str) -> Listing:
         raw = prefix.encode()
         request = rpc.RangeRequest(key=raw, range_end=_prefix_end(raw))
-        with _translated():
-            resp = await self._kv().Range(request, timeout=self.request_timeout)
+        with self._guard():
+            resp = await self._kv().Range(request, timeout=self.request_timeout, metadata=await self._md())
         return Listing(tuple(_keyvalue(kv) for kv in resp.kvs), resp.header.revision)
 
     async def get_prefixes(self, prefixes: Sequence[str]) -> list[Listing]:
         ranges = [rpc.RequestOp(request_range=rpc.RangeRequest(key=raw, range_end=_prefix_end(raw)))
                   for raw in (p.encode() for p in prefixes)]
-        with _translated():
-            resp = await self._kv().Txn(rpc.TxnRequest(success=ranges), timeout=self.request_timeout)
+        with self._guard():
+            resp = await self._kv().Txn(rpc.TxnRequest(success=ranges), timeout=self.request_timeout,
+                                        metadata=await self._md())
         revision = resp.header.revision
         return [Listing(tuple(_keyvalue(kv) for kv in r.response_range.kvs), revision)
                 for r in resp.responses]
@@ -272,22 +340,22 @@ class EtcdKV:
     async def count(self, prefix: str) -> int:
         raw = prefix.encode()
         request = rpc.RangeRequest(key=raw, range_end=_prefix_end(raw), count_only=True)
-        with _translated():
-            resp = await self._kv().Range(request, timeout=self.request_timeout)
+        with self._guard():
+            resp = await self._kv().Range(request, timeout=self.request_timeout, metadata=await self._md())
         return int(resp.count)
 
     # writes -----------------------------------------------------------------------------
 
     async def put(self, key: str, value: str, lease: int = 0) -> int:
         request = rpc.PutRequest(key=key.encode(), value=value.encode(), lease=lease)
-        with _translated():
-            resp = await self._kv().Put(request, timeout=self.request_timeout)
+        with self._guard():
+            resp = await self._kv().Put(request, timeout=self.request_timeout, metadata=await self._md())
         return resp.header.revision
 
     async def delete(self, key: str) -> bool:
-        with _translated():
+        with self._guard():
             resp = await self._kv().DeleteRange(rpc.DeleteRangeRequest(key=key.encode()),
-                                                timeout=self.request_timeout)
+                                                timeout=self.request_timeout, metadata=await self._md())
         return resp.deleted > 0
 
     async def txn(
@@ -298,8 +366,8 @@ class EtcdKV:
             success=[_request_op(op) for op in success],
             failure=[_request_op(op) for op in failure],
         )
-        with _translated():
-            resp = await self._kv().Txn(request, timeout=self.request_timeout)
+        with self._guard():
+            resp = await self._kv().Txn(request, timeout=self.request_timeout, metadata=await self._md())
         return TxnResult(resp.succeeded, resp.header.revision)
 
     async def compact(self, revision: int, physical: bool = False) -> None:
@@ -308,28 +376,29 @@ class EtcdKV:
         Compacting at or below an earlier compaction is a no-op, as in `MemoryKV`.
         """
         try:
-            with _translated():
+            with self._guard():
                 await self._kv().Compact(
                     rpc.CompactionRequest(revision=revision, physical=physical),
-                    timeout=self.request_timeout)
+                    timeout=self.request_timeout, metadata=await self._md())
         except Compacted:
             return
 
     # leases -----------------------------------------------------------------------------
 
     async def grant(self, ttl: int) -> int:
-        with _translated():
+        with self._guard():
             resp = await self._lease().LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl),
-                                                  timeout=self.request_timeout)
+                                                  timeout=self.request_timeout, metadata=await self._md())
         if resp.error:
             raise RegistryUnavailable(f"etcd refused a lease: {resp.error}")
         return resp.ID
 
-    async def refresh(self, lease: int) -> int:
+    async def refresh(self, lease: int, timeout: float | None = None) -> int:
         """One keep-alive round trip; etcd answers TTL 0 for an expired or unknown lease."""
-        with _translated():
+        with self._guard():
             call = self._lease().LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease)]),
-                                                timeout=self.request_timeout)
+                                                timeout=timeout or self.request_timeout,
+                                                metadata=await self._md())
             try:
                 async for reply in call:
                     return reply.TTL
@@ -340,9 +409,9 @@ class EtcdKV:
     async def revoke(self, lease: int) -> None:
         """Revoke a lease and delete its keys; an already-gone lease is not an error."""
         try:
-            with _translated():
+            with self._guard():
                 await self._lease().LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease),
-                                                timeout=self.request_timeout)
+                                                timeout=self.request_timeout, metadata=await self._md())
         except NotFound:
             return
 
@@ -356,9 +425,9 @@ class EtcdKV:
         raw = prefix.encode()
         create = rpc.WatchCreateRequest(key=raw, range_end=_prefix_end(raw),
                                         start_revision=max(start_revision, 0))
-        call = rpc.WatchStub(self._channel()).Watch(metadata=_REQUIRE_LEADER)
+        call = rpc.WatchStub(self._channel()).Watch(metadata=await self._md(*_REQUIRE_LEADER))
         try:
-            with _translated():
+            with self._guard():
                 await call.write(rpc.WatchRequest(create_request=create))
             while True:
                 for event in await self._next_events(call):
@@ -367,7 +436,7 @@ class EtcdKV:
             call.cancel()
 
     async def _next_events(self, call: grpc.aio.StreamStreamCall) -> list[WatchEvent]:
-        with _translated():
+        with self._guard():
             resp = await call.read()
         if resp is grpc.aio.EOF:
             raise RegistryUnavailable("etcd closed the watch stream")

@@ -8,6 +8,7 @@
     <prefix>pending/<unit>            why the leader cannot place the unit now (text)
     <prefix>states/<unit>/<machine>   systemd state reported by that machine; on its lease
     <prefix>leader                    engine leader's machine id, on the leader's lease
+    <prefix>alarms/<kind>             a condition the leader raised for operators (JSON)
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ class Keys:
     @property
     def states(self) -> str:
         return f"{self.prefix}states/"
+
+    @property
+    def alarms(self) -> str:
+        return f"{self.prefix}alarms/"
+
+    def alarm(self, kind: str) -> str:
+        return f"{self.alarms}{kind}"
 
     @property
     def leader(self) -> str:

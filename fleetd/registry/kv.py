@@ -105,8 +105,9 @@ class KV(Protocol):
         """Grant a lease of `ttl` seconds; return its id."""
         ...
 
-    async def refresh(self, lease: int) -> int:
-        """Keep a lease alive once; return its remaining TTL, <= 0 if it has expired."""
+    async def refresh(self, lease: int, timeout: float | None = None) -> int:
+        """Keep a lease alive once; return its remaining TTL, <= 0 if it has expired.
+        `timeout`: a deadline shorter than the usual request timeout."""
         ...
 
     async def revoke(self, lease: int) -> None: ...

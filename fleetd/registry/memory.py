@@ -133,7 +133,7 @@ class MemoryKV:
         self._leases[self._next_lease] = _Lease(ttl=ttl, deadline=self._now() + ttl)
         return self._next_lease
 
-    async def refresh(self, lease: int) -> int:
+    async def refresh(self, lease: int, timeout: float | None = None) -> int:
         self._check()
         found = self._leases.get(lease)
         if found is None:

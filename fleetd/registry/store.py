@@ -300,6 +300,20 @@ class Registry:
         key = self.keys.pending_reason(unit)
         return Put(key, reason) if reason is not None else Delete(key)
 
+    def alarm_op(self, kind: str, record: str | None) -> Op:
+        """Raise (or, record None, clear) the alarm `kind`."""
+        key = self.keys.alarm(kind)
+        return Put(key, record) if record is not None else Delete(key)
+
+    async def list_alarms(self) -> dict[str, str]:
+        """Raised alarms: kind -> JSON record."""
+        listing = await self.kv.get_prefix(self.keys.alarms)
+        return {kv.key[len(self.keys.alarms):]: kv.value for kv in listing.items}
+
+    async def clear_alarm(self, kind: str) -> bool:
+        """An operator's acknowledgement: remove the alarm; False if it was not raised."""
+        return await self.kv.delete(self.keys.alarm(kind))
+
     async def commit(self, token: int, ops: Sequence[Op],
                      on_batch: Callable[[Sequence[Op], int], None] | None = None,
                      in_flight: int = 4) -> int:

@@ -1,7 +1,8 @@
-"""EtcdKV against a 3-member etcd when the member it talks to is killed.
+"""EtcdKV against a 3-member etcd when the member it talks to is killed or frozen.
 
 The client is given all three endpoints; gRPC's pick_first connects to the first one. That
-member (the raft leader, or a follower) gets SIGKILL while a writer puts a key every 30 ms
+member (the raft leader, or a follower) gets SIGKILL, or SIGSTOP (frozen: its TCP connections
+stay up and nothing answers), while a writer puts a key every 30 ms
 and `follow` watches the prefix. Writes must resume on the other members, each put with its
 own fresh deadline, and the watch must deliver every acknowledged write exactly once, in order.
 """
@@ -9,6 +10,7 @@ own fresh deadline, and the watch must deliver every acknowledged write exactly 
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,8 +49,9 @@ async def write_steadily(kv: EtcdKV, prefix: str, kill: Callable[[], None]) -> W
 
 
 @pytest.mark.etcd
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "frozen"])
 @pytest.mark.parametrize("victim_role", ["leader", "follower"])
-async def test_killing_the_connected_member(etcd_cluster, victim_role: str) -> None:
+async def test_losing_the_connected_member(etcd_cluster, victim_role: str, how: int) -> None:
     etcd_cluster.move_leader(0 if victim_role == "leader" else 1)
     kv = EtcdKV(etcd_cluster.endpoints, request_timeout=1.0)
     prefix = f"/failover/{uuid.uuid4().hex[:8]}/"
@@ -66,7 +69,7 @@ async def test_killing_the_connected_member(etcd_cluster, victim_role: str) -> N
                                          backoff=Backoff(initial=0.05, cap=0.5),
                                          on_error=errors.append))
     try:
-        writes = await write_steadily(kv, prefix, lambda: etcd_cluster.kill(0))
+        writes = await write_steadily(kv, prefix, lambda: etcd_cluster.kill(0, how))
         last = writes.acked[-1][1]
         for _ in range(200):
             if seen and seen[-1] >= last:
@@ -82,6 +85,8 @@ async def test_killing_the_connected_member(etcd_cluster, victim_role: str) -> N
           f"max gap {max(b - a for a, b in zip(times, times[1:], strict=False)):.2f} s, "
           f"watch errors {len(errors)}")
     assert any(t > KILL_AT for t, _ in writes.acked[-5:]), "writes did not resume"
+    resumed = next(t for t, _ in writes.acked if t > KILL_AT)
+    assert resumed - KILL_AT < 2 * kv.request_timeout + 1.0, "writes stalled too long"
     assert errors, "the watch never broke: the client was not on the killed member"
     assert seen == sorted(set(seen)), "watch events duplicated or out of order"
     assert set(acked) <= set(seen), f"lost events: {sorted(set(acked) - set(seen))}"

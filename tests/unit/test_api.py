@@ -457,3 +457,20 @@ async def test_serve_refuses_to_remove_a_regular_file(registry, tmp_path) -> Non
     with pytest.raises(OSError, match="not a socket"):
         await serve(make_app(registry, "1"), str(path))
     assert path.read_text() == "precious"
+
+
+async def test_a_stored_file_todays_rules_refuse_is_shown_without_options(client, registry) -> None:
+    from fleetd.model.unit import Unit
+
+    await registry.create_unit(Unit("old.service", "f" * 64, TargetState.INACTIVE), "[S]\nK=a\x01b\n")
+    resp = await client.get("/fleet/v1/units/old.service")
+    assert resp.status == 200 and (await resp.json())["options"] == []
+
+
+@pytest.mark.parametrize("prefix", ["/fleet/v1", "/v1-alpha"])
+async def test_openapi_document_is_served(client, prefix) -> None:
+    resp = await client.get(prefix + "/openapi.json")
+    assert resp.status == 200 and resp.content_type == "application/json"
+    doc = await resp.json()
+    assert doc["openapi"].startswith("3.") and "/fleet/v1/units/{name}" in doc["paths"]
+    assert "Unit" in doc["components"]["schemas"]

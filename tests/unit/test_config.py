@@ -75,3 +75,41 @@ def test_scheduling_keys() -> None:
                                 "FLEET_CAPACITY_MEMORY": "2G"})
     assert (cfg.scheduler_policy, cfg.capacity_cpu, cfg.capacity_memory) == ("spread", 1.5, "2G")
     assert load_config(None, {})[0].scheduler_policy == "binpack"
+
+
+# access keys (issue 5) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("env", "keys"), [
+    ({"FLEET_API_TLS_CERT_FILE": "/c.pem"}, "api_tls_cert_file and api_tls_key_file"),
+    ({"FLEET_API_TLS_KEY_FILE": "/k.pem"}, "api_tls_cert_file and api_tls_key_file"),
+    ({"FLEET_API_TLS_CLIENT_CA_FILE": "/ca.pem"}, "api_tls_client_ca_file needs"),
+    ({"FLEET_ETCD_SERVERS": "https://e:2379", "FLEET_ETCD_CERTFILE": "/c.pem"},
+     "etcd_certfile and etcd_keyfile"),
+    ({"FLEET_ETCD_CAFILE": "/ca.pem"}, "etcd_servers has http:// URLs"),
+    ({"FLEET_ETCD_PASSWORD_FILE": "/pw"}, "need etcd_username"),
+    ({"FLEET_ETCD_USERNAME": "u", "FLEET_ETCD_PASSWORD": "p", "FLEET_ETCD_PASSWORD_FILE": "/pw"},
+     "etcd_password and etcd_password_file"),
+])
+def test_access_keys_that_need_each_other_name_them(env: dict[str, str], keys: str) -> None:
+    with pytest.raises(ConfigError, match=keys):
+        load_config(None, env)
+
+
+def test_etcd_tls_and_auth_keys_with_https_servers() -> None:
+    cfg, ignored = load_config(None, {
+        "FLEET_ETCD_SERVERS": "https://10.0.0.1:2379,https://10.0.0.2:2379",
+        "FLEET_ETCD_CAFILE": "/etc/fleet/ca.pem", "FLEET_ETCD_CERTFILE": "/etc/fleet/c.pem",
+        "FLEET_ETCD_KEYFILE": "/etc/fleet/c.key", "FLEET_ETCD_USERNAME": "fleet",
+        "FLEET_ETCD_PASSWORD_FILE": "/etc/fleet/etcd-password",
+    })
+    assert cfg.etcd_servers == ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
+    assert (cfg.etcd_cafile, cfg.etcd_username) == ("/etc/fleet/ca.pem", "fleet")
+    assert ignored == []
+
+
+def test_api_tls_and_token_keys(tmp_path: Path) -> None:
+    cfg, _ = load_config(write(tmp_path, "api_listen=0.0.0.0:49153\napi_tls_cert_file=/c.pem\n"
+                                         "api_tls_key_file=/k.pem\napi_token_file=/t\n"), {})
+    assert (cfg.api_listen, cfg.api_tls_cert_file, cfg.api_token_file) == ("0.0.0.0:49153", "/c.pem", "/t")
+    assert cfg.api_insecure_tcp is False

@@ -52,7 +52,7 @@ def test_valid_names_pass(name: str) -> None:
     ("name", "message"),
     [
         ("", "unit name cannot be empty"),
-        ("a" * 249 + ".service", "unit name exceeds maximum length (256)"),
+        ("a" * 249 + ".service", "unit name exceeds maximum length (256 bytes)"),
         ("hello", 'unit name must contain "."'),
         ("hello.", 'unit name cannot end in "."'),
         ("hello.foo", 'invalid unit type: "foo"'),

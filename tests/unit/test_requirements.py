@@ -299,3 +299,17 @@ def test_replaces_is_one_way_and_circular_is_ignored(a_globs, b_globs, expected)
     a, b = Requirements(replaces=a_globs), Requirements(replaces=b_globs)
     assert replaces("a.service", a, "b.service", b) is expected
     assert replaces("a.service", a, "a.service", a) is False
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("true", True), ("yes", True), ("1", True), ("On", True), ("false", False), ("no", False), ("0", False),
+])
+def test_at_most_once_is_a_boolean(value: str, expected: bool) -> None:
+    assert req_of(f"AtMostOnce={value}").at_most_once is expected
+
+
+def test_at_most_once_rejects_other_values_and_global() -> None:
+    with pytest.raises(InvalidRequirements, match='AtMostOnce must be true or false, not "maybe"'):
+        req_of("AtMostOnce=maybe")
+    with pytest.raises(InvalidRequirements, match="Global cannot be used with AtMostOnce"):
+        validate_requirements(req_of("Global=true\nAtMostOnce=true", name="g.service"))

@@ -73,12 +73,25 @@ def test_parse_values(text: str, section: str, name: str, expected: str) -> None
         ("[Unit]\n=value\n", "line 2: option has no name"),
         ("[Unit]\nA=b\x00c\n", "line 2: unit file contains a NUL byte"),
         ("[Unit]\nA=\\\nb\nbroken\n", "line 4: expected Name=Value"),
+        ("[Unit]\nA=b\rbroken\n", "line 3: expected Name=Value"),  # a lone CR ends a line
+        ("[Unit]\nA=b\x1bc\n", "line 2: unit file contains control character '\\x1b'"),
+        ("[Unit]\n# \x01 in a comment\n", "line 2: unit file contains control character"),
+        ("[Unit]\nA=\udcff\n", "line 2: unit file contains text that is not valid UTF-8"),
+        ("[" + "S" * 257 + "]\n", "line 1: section name is 257 bytes; the limit is 256"),
+        ("[S]\n" + "K" * 257 + "=v\n", "line 2: option name"),
+        ("[S]\nK=" + "v" * 65537 + "\n", "line 2: value of 'K' is 65537 bytes; the limit is 65536"),
     ],
 )
 def test_parse_errors_name_the_line(text: str, fragment: str) -> None:
     with pytest.raises(InvalidUnitFile) as info:
         UnitFile.parse(text)
     assert fragment in str(info.value)
+
+
+def test_lone_cr_and_tab_are_accepted() -> None:
+    unit = UnitFile.parse("[S]\rA=x\ty\rB=\\\r z\r")
+    assert unit.options == (UnitOption("S", "A", "x\ty"), UnitOption("S", "B", "z"))
+    assert UnitFile.parse("[S]\nK=" + "v" * 65536 + "\n").value("S", "K") == "v" * 65536
 
 
 def test_size_limit() -> None:

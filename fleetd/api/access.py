@@ -1,0 +1,107 @@
+"""Who may reach the API and etcd: the TCP listener policy, its TLS context, the bearer token.
+
+Owns the rules, not the transport (`fleetd.api.http` applies them):
+- the unix socket needs no token: its mode 0660 and group are the access control;
+- a TCP listener (api_listen) starts only with TLS (cert + key) and a token file, unless
+  api_insecure_tcp=true, which is loudly warned about (a token without TLS is always refused:
+  it would travel in clear, and fleetctl sends tokens to https endpoints only);
+- TCP requests carry `Authorization: Bearer <token>`, compared in constant time;
+- secret files (api_token_file, etcd_password_file) must not be readable or writable by group
+  or others (like ssh's private keys): fleetd refuses to start otherwise.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import ssl
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetd.config import FleetConfig
+from fleetd.errors import ConfigError
+
+SOCKET_MODE = 0o660
+REALM = 'Bearer realm="fleetd"'
+INSECURE_WARNING = ("api_insecure_tcp=true: the TCP API at {listen} has NO TLS and NO token: "
+                    "anyone who can reach it controls the cluster (trusted networks only)")
+
+
+@dataclass(frozen=True)
+class TcpAccess:
+    """How the TCP listener admits requests: its TLS context and token (None: not required)."""
+
+    ssl: ssl.SSLContext | None
+    token: str | None
+    warnings: tuple[str, ...] = ()
+
+
+def read_secret(path: str, key: str, *, one_word: bool = True) -> str:
+    """The stripped content of a secret file; ConfigError naming `key` if unsafe or unusable.
+
+    A token is one word; a password (`one_word=False`) may hold inner spaces.
+    """
+    try:
+        info = os.stat(path)
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise ConfigError(f"{key}: {path} is accessible by group or others "
+                          f"(mode {stat.S_IMODE(info.st_mode):04o}); chmod 600 it")
+    if not text or (one_word and any(c.isspace() for c in text)):
+        raise ConfigError(f"{key}: {path} must hold one non-empty word" if one_word
+                          else f"{key}: {path} is empty")
+    return text
+
+
+def server_ssl_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:
+    """TLS for the TCP listener; with `client_ca`, clients must present a cert it signed."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+        if client_ca:
+            ctx.load_verify_locations(cafile=client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"api_tls_cert_file/api_tls_key_file/api_tls_client_ca_file: {exc}") from None
+    return ctx
+
+
+def tcp_access(cfg: FleetConfig) -> TcpAccess | None:
+    """The TCP listener's policy from the config; None without api_listen.
+
+    Refuses (ConfigError) a listener without both TLS and a token unless api_insecure_tcp.
+    """
+    if not cfg.api_listen:
+        return None
+    secured = bool(cfg.api_tls_cert_file and cfg.api_token_file)
+    if not secured and not cfg.api_insecure_tcp:
+        raise ConfigError(
+            "api_listen needs TLS and a token: set api_tls_cert_file, api_tls_key_file and "
+            "api_token_file (or api_insecure_tcp=true to listen without them; trusted networks only)")
+    if cfg.api_token_file and not cfg.api_tls_cert_file:
+        raise ConfigError("api_token_file needs api_tls_cert_file and api_tls_key_file: "
+                          "a token sent over plain TCP can be read by anyone on the path")
+    tls = (server_ssl_context(cfg.api_tls_cert_file, cfg.api_tls_key_file, cfg.api_tls_client_ca_file)
+           if cfg.api_tls_cert_file else None)
+    token = read_secret(cfg.api_token_file, "api_token_file") if cfg.api_token_file else None
+    warnings = () if secured else (INSECURE_WARNING.format(listen=cfg.api_listen),)
+    return TcpAccess(tls, token, warnings)
+
+
+def bearer_ok(header: str | None, token: str) -> bool:
+    """Whether an Authorization header carries exactly `token` (constant-time compare)."""
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def refusal(header: str | None) -> str:
+    """The 401 message for a request whose token is missing or wrong."""
+    if not header:
+        return "missing bearer token: send Authorization: Bearer <token>"
+    return "invalid bearer token"

@@ -1,0 +1,43 @@
+"""API v1 alarms: what the engine raised for operators (GET), and their acknowledgement (DELETE).
+
+The leader writes alarms/<kind> (today only `mass-failure`, see fleetd.engine.brake); deleting
+it is how an operator confirms that the machines the brake holds are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fleetd.api import schema
+from fleetd.errors import InvalidInput, NotFound
+from fleetd.registry.store import Registry
+
+Result = tuple[int, schema.Wire | None]
+KIND = re.compile(r"[a-z][a-z0-9-]{0,63}")
+
+
+def _to_wire(kind: str, record: str) -> schema.Alarm:
+    try:
+        fields = json.loads(record)
+    except ValueError:
+        fields = {}
+    if not isinstance(fields, dict):
+        fields = {}
+    listed = fields.get("machines", [])
+    machines = [m for m in listed if isinstance(m, str)] if isinstance(listed, list) else []
+    return schema.Alarm(kind=kind, message=str(fields.get("message", record)), machines=machines,
+                        since=str(fields.get("since", "")))
+
+
+async def list_alarms(reg: Registry) -> Result:
+    alarms = await reg.list_alarms()
+    return 200, schema.AlarmList(alarms=[_to_wire(k, v) for k, v in sorted(alarms.items())])
+
+
+async def clear_alarm(reg: Registry, kind: str) -> Result:
+    if not KIND.fullmatch(kind):
+        raise InvalidInput(f"{kind!r} is not an alarm kind (lower-case letters, digits and '-')")
+    if not await reg.clear_alarm(kind):
+        raise NotFound(f"no alarm {kind!r} is raised")
+    return 204, None

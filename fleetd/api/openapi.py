@@ -1,0 +1,129 @@
+"""The API v1 described as an OpenAPI 3.1 document, built from the wire models in `schema`.
+
+Owns the published contract: paths, parameters, request bodies, which statuses each operation
+answers and with which body. Component schemas come from the pydantic models (fleet's camelCase
+names), so the document cannot drift from what the server validates. Pure: no I/O; the server
+serves `document_json()` at GET /fleet/v1/openapi.json.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from fleetd.api import schema
+
+PREFIX = "/fleet/v1"
+_REF = "#/components/schemas/{model}"
+_MODELS: tuple[type[schema.Wire], ...] = (
+    schema.Unit, schema.UnitPage, schema.UnitBatch, schema.UnitResults, schema.UnitState,
+    schema.StatePage, schema.MachinePage, schema.AlarmList, schema.ErrorBody,
+)
+_ERRORS = {
+    400: "invalid input: body, unit name, options, [X-Fleet] requirements, desired state, token",
+    404: "no such unit or state",
+    409: "the request collides with the registry (see docs/api.md)",
+    415: "Content-Type is not application/json (UTF-8)",
+    503: "etcd is unavailable or did not answer in time",
+}
+
+
+def _ref(model: type[schema.Wire]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(schema_: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema_}}
+
+
+def _responses(ok: dict[int, type[schema.Wire] | None], *errors: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status, model in ok.items():
+        out[str(status)] = {"description": "success"}
+        if model is not None:
+            out[str(status)]["content"] = _json(_ref(model))
+    for status in (*errors, 503):
+        out[str(status)] = {"description": _ERRORS[status], "content": _json(_ref(schema.ErrorBody))}
+    return out
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "string"}}
+
+
+_TOKEN = _query("nextPageToken", "the token of the previous page's response")
+_NAME = {"name": "name", "in": "path", "required": True, "description": "the unit's name",
+         "schema": {"type": "string"}}
+
+
+def _body(model: type[schema.Wire]) -> dict[str, Any]:
+    return {"required": True, "content": _json(_ref(model))}
+
+
+def _paths() -> dict[str, Any]:
+    units = {
+        "get": {"operationId": "listUnits", "summary": "Units sorted by name, one page",
+                "parameters": [_TOKEN], "responses": _responses({200: schema.UnitPage}, 400)},
+        "post": {"operationId": "submitUnits", "summary": "Create, replace or set many units at once",
+                 "requestBody": _body(schema.UnitBatch),
+                 "responses": _responses({200: schema.UnitResults}, 400, 404, 409, 415)},
+    }
+    unit = {
+        "parameters": [_NAME],
+        "get": {"operationId": "getUnit", "responses": _responses({200: schema.Unit}, 404)},
+        "put": {"operationId": "putUnit", "summary": "Create (201), replace (201) or set the "
+                "desired state (204)", "requestBody": _body(schema.Unit),
+                "responses": _responses({201: None, 204: None}, 400, 404, 409, 415)},
+        "delete": {"operationId": "deleteUnit", "responses": _responses({204: None}, 404)},
+    }
+    states = {"get": {
+        "operationId": "listStates", "summary": "systemd states sorted by unit, then machine",
+        "parameters": [_query("unitName", "only this unit"), _query("machineID", "only this machine"),
+                       _TOKEN],
+        "responses": _responses({200: schema.StatePage}, 400)}}
+    state = {"parameters": [_NAME], "get": {
+        "operationId": "getState", "responses": _responses({200: schema.UnitState}, 404)}}
+    machines = {"get": {"operationId": "listMachines", "parameters": [_TOKEN],
+                        "responses": _responses({200: schema.MachinePage}, 400)}}
+    alarms = {"get": {"operationId": "listAlarms", "summary": "Alarms the engine raised",
+                      "responses": _responses({200: schema.AlarmList})}}
+    alarm = {"parameters": [{"name": "kind", "in": "path", "required": True,
+                             "description": "e.g. mass-failure", "schema": {"type": "string"}}],
+             "delete": {"operationId": "clearAlarm", "summary": "Acknowledge an alarm (for "
+                        "mass-failure: reschedule the units the brake holds)",
+                        "responses": _responses({204: None}, 400, 404)}}
+    return {
+        f"{PREFIX}/alarms": alarms, f"{PREFIX}/alarms/{{kind}}": alarm,
+        f"{PREFIX}/units": units, f"{PREFIX}/units/{{name}}": unit, f"{PREFIX}/state": states,
+        f"{PREFIX}/state/{{name}}": state, f"{PREFIX}/machines": machines,
+        f"{PREFIX}/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}}}},
+    }
+
+
+def _components() -> dict[str, Any]:
+    _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF,
+                                 by_alias=True)
+    return defs.get("$defs", {})
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of API v1 (the same routes also answer under /v1-alpha)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "fleetd API", "version": "v1",
+                 "description": "fleet's API v1 with fleetd's extensions; see docs/api.md."},
+        "paths": _paths(),
+        "components": {"schemas": _components()},
+    }
+
+
+@cache
+def document_json() -> str:
+    """`document()` as JSON text, built once."""
+    return json.dumps(document(), separators=(",", ":"))
