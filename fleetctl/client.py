@@ -8,6 +8,7 @@ following, batched unit submissions (POST /units), and turning transport failure
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -118,6 +119,11 @@ def read_token(environ: Mapping[str, str], token_file: str = "") -> str | None:
     return text
 
 
+# etcd briefly unavailable behind fleetd (a member died, a leader election): every request is
+# safe to send again (writes are create-if-absent / set-to-value), so try twice more.
+UNAVAILABLE_RETRIES = (0.5, 1.5)
+
+
 class Client:
     """An async API client; use as `async with Client(...) as client:`."""
 
@@ -154,6 +160,28 @@ class Client:
     # transport ------------------------------------------------------------------------------
 
     async def _request(
+        self,
+        method: str,
+        path: Sequence[str],
+        *,
+        params: dict | None = None,
+        body: schema.Wire | None = None,
+    ) -> tuple[int, str]:
+        for delay in (*UNAVAILABLE_RETRIES, None):
+            try:
+                return await self._request_once(method, path, params=params, body=body)
+            except ApiError as exc:
+                if exc.code != 503 or delay is None:
+                    raise
+                self._log_retry(exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _log_retry(self, exc: ApiError, delay: float) -> None:
+        if self._debug is not None:
+            print(f"DEBUG: fleetd answered 503 ({exc}); retrying in {delay} s", file=self._debug)
+
+    async def _request_once(
         self,
         method: str,
         path: Sequence[str],

@@ -356,3 +356,23 @@ async def test_env_request_timeout_must_be_a_number(env) -> None:
     env.environ["FLEETCTL_REQUEST_TIMEOUT"] = "soon"
     run = await env.fleetctl("list-units")
     assert run.code == 2 and "FLEETCTL_REQUEST_TIMEOUT" in run.err
+
+
+async def test_a_brief_etcd_outage_behind_fleetd_is_retried(env) -> None:
+    env.registry.kv.fail(True)  # fleetd answers 503 until etcd is back
+
+    async def back_soon() -> None:
+        await asyncio.sleep(0.7)
+        env.registry.kv.fail(False)
+
+    healer = asyncio.create_task(back_soon())
+    run = await env.fleetctl("list-machines")
+    await healer
+    assert run.code == 0, run
+
+
+async def test_a_lasting_etcd_outage_is_reported(env) -> None:
+    env.registry.kv.fail(True)
+    run = await env.fleetctl("list-machines")
+    env.registry.kv.fail(False)
+    assert run.code == 1 and "registry is down" in run.err, run
