@@ -4,6 +4,7 @@
 #   make down    tear the local cluster down
 #   make lint    ruff + import-linter
 #   make bench   benchmarks; figures printed and recorded in docs/benchmarks.md
+#   make nemesis fault injection on a 5-host local cluster (NEMESIS_RUNS=N runs per scenario)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -12,13 +13,11 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 LC := vagrant/local-cluster
 FLEETCTL := $(VENV)/bin/fleetctl
-# issue number of the work that will fill this target in
-NEMESIS_ISSUE ?= 5
 
 .PHONY: help deps demo test down lint bench nemesis
 
 help:
-	@sed -n '2,6p' Makefile | sed 's/^# *//'
+	@sed -n '2,7p' Makefile | sed 's/^# *//'
 
 # apt packages (only the missing ones, one `apt-get update` first), then the dev venv
 # (rebuilt when pyproject.toml changes), then .hostlib: the runtime dependencies for the
@@ -66,5 +65,7 @@ bench: deps
 	$(VENV)/bin/python -m bench.engine --suite --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.agent --record docs/benchmarks.md
 
-nemesis:
-	@echo "make nemesis: not implemented yet (issue $(NEMESIS_ISSUE))" >&2; exit 2
+# Every scenario NEMESIS_RUNS times (default 5); table, evidence and the totals' JSON line.
+NEMESIS_RUNS ?= 5
+nemesis: deps
+	NEMESIS_RUNS=$(NEMESIS_RUNS) $(VENV)/bin/python -m nemesis

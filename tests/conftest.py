@@ -1,12 +1,15 @@
 """Shared fixtures for the real tiers: etcd servers, and the local cluster of systemd hosts.
 
 `etcd` / `etcd_cluster`: real etcd members on free loopback ports.
-`cluster_hosts`: the local cluster's hosts (h1..h3, each a real systemd) and its etcd are up;
+`cluster_hosts`: the local cluster's hosts (h1..h3, each a real systemd) and its 3-member etcd
+are up;
 fleetd is started but not waited for. `cluster`: the same cluster once fleetd answers on every
 host's API socket. It is brought up once per session by `vagrant/local-cluster up 3` and torn
 down with `down` at the end, unless it was already running when the session began. After each
 test that used it, hosts the test powered off are started again, hosts it cut are healed and
-(for `cluster` tests) every unit is destroyed.
+(for `cluster` tests) every unit is destroyed. etcd members a test killed or froze are
+started or thawed again. The nemesis tests grow the cluster to 5 hosts for their module and
+remove h4 and h5 afterwards (the other tests expect exactly h1..h3).
 
 Anything that cannot start is skipped with the reason, except under CI (`CI=true`), where the
 test fails: CI must never silently skip a real tier.
@@ -18,9 +21,9 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from cluster import ClusterError, LocalCluster
 
 from bench.etcd_server import ETCD, EtcdCluster
+from nemesis.cluster import ClusterError, LocalCluster
 
 
 def _in_ci() -> bool:
@@ -111,6 +114,7 @@ def _restore_cluster(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if lc is None:
         return
+    lc.restore_etcd()
     for name in lc.hosts():
         if lc.is_cut(name):
             lc.heal(name)
