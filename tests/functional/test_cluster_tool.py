@@ -198,7 +198,7 @@ def test_etcd_kill_then_start_rejoins_with_its_data(cluster_hosts: LocalCluster)
     lc = cluster_hosts
     pid = member(lc, 2)["pid"]
     lc.etcd_kill(2)
-    assert proc_state(pid) == ""
+    wait_until(lambda: proc_state(pid) == "", 5, "the killed member's process gone")
     assert member(lc, 2)["process"] == "dead"
     # the other two still have quorum (after an election, if e2 led)
     wait_until(lambda: lc.etcdctl("put", "/lc-test/while-e2-dead", "yes"), 15, "a write without e2")

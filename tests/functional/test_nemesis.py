@@ -36,11 +36,14 @@ def five_hosts(cluster: LocalCluster) -> Iterator[LocalCluster]:
 
 
 def fleet_view(lc: LocalCluster) -> str:
-    """fleet's own view after the run, for the failure message."""
+    """fleet's own view after the run, and every host's recent fleetd log, for the failure message."""
     machines = lc.fleetctl("list-machines", "--full", check=False)
     units = lc.fleetctl("list-units", "--full", check=False)
+    logs = "".join(f"--- {host}: journalctl -u fleet.service (last 40 lines)\n"
+                   f"{lc.run_tool('logs', host, '-n', '40', check=False).stdout}"
+                   for host in lc.running_hosts())
     return (f"fleetctl list-machines:\n{machines.stdout}{machines.stderr}\n"
-            f"fleetctl list-units:\n{units.stdout}")
+            f"fleetctl list-units:\n{units.stdout}\n{logs}")
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
