@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-from fleetctl import __version__
+from fleetctl import __version__, completion
 from fleetctl.client import (
     DEFAULT_ENDPOINT,
     AuthError,
@@ -23,8 +23,12 @@ from fleetctl.client import (
     read_token,
     tls_context,
 )
-from fleetctl.commands import activate, alarms, cat, deactivate, destroy, listing
+from fleetctl.commands import activate, alarms, cat, deactivate, destroy, endpoints, listing
+from fleetctl.commands import remote as remote_commands
 from fleetctl.commands.base import Command, Context
+from fleetctl.commands.restart import RESTART
+from fleetctl.commands.ssh import SSH
+from fleetctl.commands.update import UPDATE
 
 COMMANDS: tuple[Command, ...] = (
     activate.SUBMIT,
@@ -38,8 +42,14 @@ COMMANDS: tuple[Command, ...] = (
     listing.LIST_UNIT_FILES,
     listing.LIST_MACHINES,
     alarms.CONFIRM_RESCHEDULE,
+    RESTART,
+    remote_commands.STATUS,
+    remote_commands.JOURNAL,
+    SSH,
+    UPDATE,
+    endpoints.ENDPOINTS,
 )
-LOCAL_VERBS = ("version", "help")
+LOCAL_VERBS = ("version", "help", "completion")
 GLOBAL_FLAGS = {  # flag -> (default, type, help)
     "endpoint": (DEFAULT_ENDPOINT, str, "fleetd API endpoint: unix:///path, http(s)://host:port"),
     "driver": ("API", str, "only API is supported"),
@@ -125,6 +135,12 @@ def build_parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
     verbs.add_parser("version", help="Print the version and exit", parents=[inherited])
     helper = verbs.add_parser("help", help="Help about any command", parents=[inherited])
     helper.add_argument("topic", nargs="?")
+    shells = verbs.add_parser("completion", help="Print a bash or zsh completion script",
+                              description="Print a shell completion script: "
+                              "fleetctl completion bash > /etc/bash_completion.d/fleetctl, or "
+                              'fleetctl completion zsh > "${fpath[1]}/_fleetctl"',
+                              parents=[inherited])
+    shells.add_argument("shell", choices=completion.SHELLS)
     return parser
 
 
@@ -181,6 +197,9 @@ def _dispatch(
         return 0
     if args.command == "help":
         return _help(parser, args.topic, out, err)
+    if args.command == "completion":
+        out.write(completion.script(args.shell, parser))
+        return 0
     if args.driver.lower() != "api":
         print(f'unrecognized driver "{args.driver}": fleetctl only speaks to the API', file=err)
         return 1

@@ -9,9 +9,10 @@ following, batched unit submissions (POST /units), and turning transport failure
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, TypeVar
@@ -25,6 +26,7 @@ from fleetd.api import schema
 from fleetd.model.states import TargetState
 
 DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
+WATCH_READ_TIMEOUT = 50.0  # fleetd sends a keep-alive comment every 15 s
 API_PATH = "fleet/v1"
 M = TypeVar("M", bound=schema.Wire)
 
@@ -290,6 +292,58 @@ class Client:
                 return []
             raise
 
+    async def list_endpoints(self, unit: str | None = None) -> list[schema.Endpoint] | None:
+        """Published endpoints (of one unit, or all); None if `unit` does not exist."""
+        try:
+            path = ("endpoints", unit) if unit else ("endpoints",)
+            return (await self._get(schema.EndpointList, *path)).endpoints
+        except ApiError as exc:
+            if exc.code == 404 and unit:
+                return None
+            raise
+
+    async def watch(self, kinds: Sequence[str]) -> AsyncIterator[tuple[str, str]]:
+        """(event, data) from GET /watch (server-sent events), forever: a dropped stream is
+        resumed with Last-Event-ID after a second; ClientError if fleetd cannot be reached."""
+        last: str | None = None
+        while True:
+            got_any = False
+            async for event, data, event_id in self._watch_once(kinds, last):
+                got_any = True
+                last = event_id or last
+                if event == "error":
+                    break
+                yield event, data
+            if not got_any:
+                raise ClientError(f"watch stream from {self.endpoint.text} ended at once")
+            await asyncio.sleep(1.0)
+
+    async def _watch_once(self, kinds: Sequence[str],
+                          last: str | None) -> AsyncIterator[tuple[str, str, str | None]]:
+        assert self._session is not None, "use Client as an async context manager"
+        url = self.endpoint.base.joinpath("watch")
+        params = {"kinds": ",".join(kinds)}
+        headers = {**self._auth, **({"Last-Event-ID": last} if last else {})}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total,
+                                        sock_read=WATCH_READ_TIMEOUT)
+        try:
+            async with self._session.get(url, params=params, headers=headers,
+                                         timeout=timeout) as resp:
+                self._log("GET", url, params, resp.status)
+                if resp.status >= 400:
+                    raise ApiError(resp.status, _error_message(resp.status, await resp.text()))
+                fields: dict[str, str] = {}
+                async for raw in resp.content:
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    if line and not line.startswith(":"):
+                        name, _, value = line.partition(":")
+                        fields[name] = value.removeprefix(" ")
+                    elif not line and "event" in fields:
+                        yield fields["event"], fields.get("data", ""), fields.get("id")
+                        fields = {}
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ClientError(f"cannot reach fleetd at {self.endpoint.text}: {_reason(exc)}") from exc
+
     async def clear_alarm(self, kind: str) -> bool:
         """Acknowledge an alarm; False if it was not raised."""
         try:
@@ -299,6 +353,49 @@ class Client:
                 return False
             raise
         return True
+
+    async def stream_records(self, method: str, path: Sequence[str],
+                             params: dict | None = None) -> AsyncIterator[dict]:
+        """The NDJSON records of a streamed answer (status, journal, restart) as they arrive.
+
+        Only connecting is timed: the answer lasts as long as the remote command does (with
+        journal --follow, until the caller stops iterating, which closes the request).
+        """
+        assert self._session is not None, "use Client as an async context manager"
+        url = self.endpoint.base.joinpath(*path)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total)
+        try:
+            async with self._session.request(method, url, params=params, headers=self._auth,
+                                             timeout=timeout) as resp:
+                self._log(method, url, params, resp.status)
+                if resp.status >= 400:
+                    message = _error_message(resp.status, await resp.text())
+                    raise AuthError(message) if resp.status == 401 else ApiError(resp.status, message)
+                async for record in _ndjson(resp.content.iter_any()):
+                    yield record
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ClientError(f"cannot reach fleetd at {self.endpoint.text}: {_reason(exc)}") from exc
+
+
+async def _ndjson(pieces: AsyncIterator[bytes]) -> AsyncIterator[dict]:
+    """JSON objects, one a line, from a byte stream cut anywhere."""
+    buffer = b""
+    async for piece in pieces:
+        buffer += piece
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield _record(line)
+
+
+def _record(line: bytes) -> dict:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise ClientError(f"unexpected answer from fleetd: {line[:200]!r}")
+    return record
 
 
 def _is_https(endpoint: Endpoint) -> bool:

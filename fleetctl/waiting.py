@@ -6,7 +6,8 @@ start's extra wait for systemd's ActiveState=active, which honours the same atte
 Every poll reads all the units still waited for at once: one listing (with its pages), or one
 GET when a single unit is left; never a request per unit. While a unit waits, the engine's
 pending reason (why it cannot be placed) is printed to stderr when it first appears and whenever
-it changes, so a wait that may last forever is not silent.
+it changes, so a wait that may last forever is not silent. On a terminal, stderr also carries one
+updating progress line (fleetctl.progress): `waiting for 3 units: 1 launched, 2 loaded (attempt 4)`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from fleetctl import render
+from fleetctl import progress, render
 from fleetctl.commands.base import Context
 from fleetd.api import schema
 
@@ -73,8 +74,11 @@ async def wait_for_states(
         triggered(ctx, names, verb)
         return []
     waiter = _StateWaiter(ctx, names, state)
-    if not waiter.pending or await poll_until(waiter.poll, attempts):
-        return [waiter.found[name] for name in waiter.names]
+    try:
+        if not waiter.pending or await poll_until(waiter.poll, attempts):
+            return [waiter.found[name] for name in waiter.names]
+    finally:
+        waiter.line.clear()
     for name in waiter.pending:
         ctx.warn(f"timed out waiting for unit {name} to report state {state}")
     return None
@@ -87,6 +91,7 @@ class _StateWaiter:
         self.ctx, self.state, self.names = ctx, state, list(dict.fromkeys(names))
         self.found: dict[str, schema.Unit] = {}
         self.reasons: dict[str, str | None] = {}
+        self.line, self.polls = progress.Line(ctx.err), 0
 
     @property
     def pending(self) -> list[str]:
@@ -96,12 +101,25 @@ class _StateWaiter:
         """One read of every pending unit; print those that arrived and new reasons."""
         units = await _units(self.ctx, self.pending)
         arrived = [units[n] for n in self.pending if n in units and self._arrived(units[n])]
+        self.line.clear()
         for line in await _reached(self.ctx, arrived, self.state):
             self.ctx.say(line)
         self.found.update((unit.name or "", unit) for unit in arrived)
         for name in self.pending:
             self.reasons[name] = _report_reason(self.ctx, name, units.get(name), self.reasons.get(name))
+        self._show(units)
         return not self.pending
+
+    def _show(self, units: dict[str, schema.Unit]) -> None:
+        now = {n: self.state for n in self.found}
+        now.update((n, _value(units[n].current_state) if n in units else "missing") for n in self.pending)
+        counts = {self.state: 0} | {s: 0 for s in sorted(set(now.values()))}
+        for current in now.values():
+            counts[current] += 1
+        attempt = progress.attempt_of(self.polls, round(ATTEMPT_SECONDS / POLL_INTERVAL))
+        self.polls += 1
+        if self.pending:
+            self.line.show(progress.waiting_text(len(self.names), counts, attempt))
 
     def _arrived(self, unit: schema.Unit) -> bool:
         return _value(unit.current_state) == self.state
@@ -179,14 +197,22 @@ class _ActiveWaiter:
 
 async def wait_until_gone(ctx: Context, names: Sequence[str], attempts: int) -> list[str]:
     """destroy: wait until no machine reports a state for the units; return those gone."""
-    left = set(names)
+    left, line, polls = set(names), progress.Line(ctx.err), [0]
 
     async def poll() -> bool:
         left.intersection_update(await _states(ctx, sorted(left)))
+        counts = {"removed": len(names) - len(left), "still reported": len(left)}
+        if left:
+            line.show(progress.waiting_text(len(names), counts, progress.attempt_of(
+                polls[0], round(ATTEMPT_SECONDS / POLL_INTERVAL))))
+        polls[0] += 1
         return not left
 
     if left:
-        await poll_until(poll, attempts)
+        try:
+            await poll_until(poll, attempts)
+        finally:
+            line.clear()
     for name in names:
         if name in left:
             ctx.warn(f"timed out waiting for unit {name} to be removed from its machines")

@@ -1,7 +1,8 @@
 """The composition root: picks the concrete adapters, starts and supervises every task.
 
-Tasks: heart (presence lease), agent, publisher, engine (unless disable_engine) and the
-HTTP API. A task that crashes is logged once and stops the daemon; systemd restarts it.
+Tasks: heart (presence lease), agent, publisher, executor (remote status/journal/restart),
+engine (unless disable_engine) and the HTTP API. A task that crashes is logged once and
+stops the daemon; systemd restarts it.
 SIGTERM/SIGINT stop gracefully: the engine resigns so another leader takes over at once;
 the host's units keep running (unless stop_units_on_shutdown) and the machine lease is left
 to expire, so a quick restart moves nothing.
@@ -17,13 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetd import __version__
+from fleetd.agent.executor import Executor
 from fleetd.agent.heart import Heart
 from fleetd.agent.identity import local_machine
 from fleetd.agent.local import HostUnits
+from fleetd.agent.metadata import attach as attach_metadata
 from fleetd.agent.publisher import Publisher
 from fleetd.agent.reconciler import Agent
 from fleetd.api import access
 from fleetd.api.http import make_app, serve
+from fleetd.api.relay import Relay
 from fleetd.config import FleetConfig
 from fleetd.engine.reconciler import Engine
 from fleetd.errors import FleetError
@@ -46,6 +50,7 @@ class Node:
     agent: Agent
     publisher: Publisher
     engine: Engine | None
+    executor: Executor | None = None  # runs status/journal/restart asked through the registry
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
@@ -55,6 +60,8 @@ class Node:
             await _first(self.heart.registered.wait(), stop.wait())
             tasks.append(group.create_task(self.agent.run(), name="agent"))
             tasks.append(group.create_task(self.publisher.run(), name="publisher"))
+            if self.executor is not None:
+                tasks.append(group.create_task(self.executor.run(), name="executor"))
             if self.engine is not None:
                 tasks.append(group.create_task(self.engine.run(), name="engine"))
             await stop.wait()
@@ -69,14 +76,16 @@ def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agen
     timing = Liveness(agent_ttl=agent_ttl, fence_grace=fence_grace)
     heart = Heart(registry, machine, timing)
     host = HostUnits()
-    publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease, host)
+    publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease, host, ip=machine.ip)
     agent = Agent(registry, systemd, machine, publisher, host, heart)
+    attach_metadata(registry, heart, agent)
     heart.on_new_lease(publisher.republish_all)
     heart.on_fence_change(agent.wakeup.poke)
     systemd.on_change(publisher.unit_changed)
     engine = (Engine(registry, machine.id, heart, reconcile_interval, policy, timing, brake)
               if run_engine else None)
-    return Node(heart=heart, agent=agent, publisher=publisher, engine=engine)
+    return Node(heart=heart, agent=agent, publisher=publisher, engine=engine,
+                executor=Executor(registry, machine.id, lambda: heart.lease))
 
 
 async def run(cfg: FleetConfig) -> None:
@@ -99,7 +108,8 @@ async def run(cfg: FleetConfig) -> None:
                     reconcile_interval=cfg.engine_reconcile_interval,
                     run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy,
                     fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake)
-    app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None)
+    app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
+                   relayed=Relay(registry, lambda: node.heart.lease))
     runner = await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
                          tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,

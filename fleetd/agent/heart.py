@@ -14,7 +14,8 @@ of a lease that expired, so the agent knows how long to keep such units down aft
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from fleetd.errors import RegistryUnavailable
 from fleetd.logs import get_logger
@@ -41,6 +42,8 @@ class Heart:
         self.fenced = False
         self._listeners: list[Listener] = []
         self._fence_listeners: list[Callable[[], None]] = []
+        self._describers: list[Callable[[], Awaitable[Machine]]] = []
+        self._companions: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.log = get_logger("heart", machine=machine.short_id)
 
     def on_new_lease(self, listener: Listener) -> None:
@@ -49,10 +52,20 @@ class Heart:
     def on_fence_change(self, listener: Callable[[], None]) -> None:
         self._fence_listeners.append(listener)
 
+    def describe_with(self, describer: Callable[[], Awaitable[Machine]]) -> None:
+        """Ask `describer` for the machine record before each registration."""
+        self._describers.append(describer)
+
+    def run_alongside(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `task` for as long as the heart runs (a crash stops the heart)."""
+        self._companions.append(task)
+
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._beat_forever(), name="heart-beat")
             group.create_task(self._fence_clock(), name="heart-fence-clock")
+            for companion in self._companions:
+                group.create_task(companion(), name="heart-companion")
 
     async def _beat_forever(self) -> None:
         """Keep-alive every `keepalive` s; after a failure, try again at once (the etcd client
@@ -105,6 +118,8 @@ class Heart:
             listener()
 
     async def _register(self) -> None:
+        for describe in self._describers:
+            self.machine = await describe()
         lease = await self.registry.kv.grant(self.ttl)
         await self.registry.register_machine(self.machine, lease)
         self.lease = lease

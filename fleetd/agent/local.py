@@ -2,7 +2,8 @@
 
 The agent is the only writer: it rescans the units directory at the start of a pass and
 records each load, unload, start and stop as it happens. The publisher only reads it, to know
-which units are fleet's and which fleet state ("launched" or "loaded") each has reached.
+which units are fleet's, which fleet state ("launched" or "loaded") each has reached and
+which ports each publishes (`[X-Fleet] Publish=`, set by the agent from the desired units).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fleetd.model.endpoints import Endpoint
 from fleetd.model.states import TargetState
 
 
@@ -19,6 +21,7 @@ class HostUnits:
 
     files: dict[str, str] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
+    published: dict[str, tuple[Endpoint, ...]] = field(default_factory=dict)
 
     def rescanned(self, files: Mapping[str, str]) -> None:
         """The units directory as read just now; units whose file is gone are not started."""

@@ -1,8 +1,11 @@
 """Unit state publishing: this host's fleet units as systemd reports them, written to etcd on change.
 
 Each state lives at states/<unit>/<machine> on the machine's lease, so it vanishes with the
-machine. The publisher keeps the latest systemd state of every fleet unit in memory (`known`)
-and runs two loops:
+machine. The endpoint records of units with `Publish=` (endpoints/<unit>/<machine>, decided by
+`EndpointBook`) follow the same state changes and go in the same txns.
+
+The publisher keeps the latest systemd state of every fleet unit in memory (`known`) and runs
+two loops:
 
 - writing: COALESCE_SECONDS after a unit is marked dirty, one pass writes the records whose
   content changed and deletes those of units that left the host, in one txn per 128 ops.
@@ -27,11 +30,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection
 
+from fleetd.agent.endpoints import EndpointBook
 from fleetd.agent.local import HostUnits
 from fleetd.errors import NotFound, RegistryUnavailable, UnitManagerError
 from fleetd.logs import get_logger
 from fleetd.loop import Wakeup
 from fleetd.model.states import SystemdState, UnitState
+from fleetd.registry.endpoints import endpoint_ops
 from fleetd.registry.store import Registry
 from fleetd.systemd.base import Activity, UnitManager
 
@@ -45,7 +50,7 @@ class Publisher:
     """Keeps states/<unit>/<this machine> equal to what systemd reports for fleet's units here."""
 
     def __init__(self, registry: Registry, systemd: UnitManager, machine_id: str,
-                 lease: Callable[[], int], host: HostUnits) -> None:
+                 lease: Callable[[], int], host: HostUnits, ip: str = "") -> None:
         self.registry = registry
         self.systemd = systemd
         self.machine_id = machine_id
@@ -60,6 +65,7 @@ class Publisher:
         self._ask_all = True
         self._signalled: set[str] | None = None  # units signalled while a question is out
         self._published: dict[str, UnitState] = {}
+        self.endpoints = EndpointBook(machine_id, ip, host)
         self.log = get_logger("publisher", machine=machine_id[:8])
 
     # marks --------------------------------------------------------------------------------
@@ -91,6 +97,7 @@ class Publisher:
     async def republish_all(self, lease: int) -> None:
         """A new lease took our old records with it: write everything again."""
         self._published.clear()
+        self.endpoints.forget()
         self._mark(set(self.known))
         self.refresh_all()
 
@@ -171,8 +178,12 @@ class Publisher:
                  for name in names if name in self.known]
         changed = [s for s in fresh if self._published.get(s.name) != s]
         gone = [name for name in self._published if name not in files or name not in self.known]
-        if changed or gone:
-            self.txns += await self.registry.write_states(self.machine_id, lease, changed, gone)
+        shown, hidden = self.endpoints.changes(names, self.known)
+        if changed or gone or shown or hidden:
+            extra = endpoint_ops(self.registry.keys, self.machine_id, lease, shown, hidden)
+            self.txns += await self.registry.write_states(self.machine_id, lease, changed, gone,
+                                                          extra)
+        self.endpoints.written(shown, hidden)
         self._published.update((s.name, s) for s in changed)
         for name in gone:
             del self._published[name]

@@ -142,12 +142,13 @@ class Agent:
     async def reconcile(self) -> bool:
         """One pass; False if a task failed (the caller retries soon)."""
         desired = await self.desired()
+        ported = self._note_published(desired)
         before = (dict(self.host.files), set(self.host.started))
         current = await self.current()
         tasks = plan_tasks(desired, current)
         done = await self._apply(tasks, desired)
         self._rescan_due = self._rescan_due or not done
-        touched = {t.unit for t in tasks if t.unit} | _changed(before, self.host)
+        touched = {t.unit for t in tasks if t.unit} | _changed(before, self.host) | ported
         if touched:
             self.publisher.refresh(touched)
         return done
@@ -168,6 +169,13 @@ class Agent:
         if await self._fencing():
             wanted = self._fenced(wanted)
         return wanted
+
+    def _note_published(self, desired: dict[str, Desired]) -> set[str]:
+        """Tell the publisher each desired unit's Publish= ports; the units whose ports changed."""
+        ports = {n: r.publish for n, d in desired.items()
+                 if (r := self._requirements_of(n, d.hash)) is not None and r.publish}
+        old, self.host.published = self.host.published, ports
+        return {n for n in old.keys() | ports.keys() if old.get(n) != ports.get(n)}
 
     def _fenced(self, wanted: dict[str, Desired]) -> dict[str, Desired]:
         """AtMostOnce units kept loaded but stopped."""

@@ -8,6 +8,7 @@ optional TCP listener.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -23,14 +24,18 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
-from fleetd.api import access, alarms, batch, handlers, openapi, schema
+from fleetd.api import access, alarms, batch, endpoints, handlers, openapi, relay, schema
+from fleetd.api import metadata as metadata_api
+from fleetd.api import watch as watch_api
 from fleetd.errors import ConfigError, FleetError, InvalidInput
+from fleetd.model import remote
 from fleetd.registry.store import Registry
 
 PREFIXES = ("/fleet/v1", "/v1-alpha")
 JSON = "application/json"
 REGISTRY_KEY = web.AppKey("registry", Registry)
 LIMIT_KEY = web.AppKey("page_limit", int)
+RELAY_KEY = web.AppKey("relay", relay.Relay)
 MAX_BODY = 64 * 1024 * 1024  # a POST /units of MAX_BATCH entries with sizeable unit files
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 W = TypeVar("W", bound=schema.Wire)
@@ -169,8 +174,77 @@ async def clear_alarm(request: web.Request) -> web.Response:
     return _reply(await alarms.clear_alarm(_reg(request), request.match_info["kind"]))
 
 
+async def list_endpoints(request: web.Request) -> web.Response:
+    return _reply(await endpoints.list_all(_reg(request)))
+
+
+async def get_endpoints(request: web.Request) -> web.Response:
+    return _reply(await endpoints.list_unit(_reg(request), request.match_info["name"]))
+
+
 async def get_openapi(request: web.Request) -> web.Response:
     return web.Response(text=openapi.document_json(), content_type=JSON)
+
+
+async def patch_machines(request: web.Request) -> web.Response:
+    body = await _json_body(request, metadata_api.MetadataPatch)
+    return _reply(await metadata_api.patch_machines(_reg(request), body))
+
+
+WATCH_WRITE_TIMEOUT = 30.0  # a client that takes no bytes for this long is dropped
+STOPPING_KEY = web.AppKey("stopping", asyncio.Event)
+
+
+async def _stop_watches(app: web.Application) -> None:
+    app[STOPPING_KEY].set()
+
+
+async def watch(request: web.Request) -> web.StreamResponse:
+    """Server-sent events of units/states/machines (see fleetd.api.watch)."""
+    kinds = watch_api.parse_kinds(request.query.get("kinds"))
+    last_id = watch_api.parse_last_id(request.headers.get("Last-Event-ID"))
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    stopping, transport = request.app[STOPPING_KEY], request.transport
+    frames = watch_api.stream(_reg(request), kinds, last_id, alive=lambda: not stopping.is_set()
+                              and transport is not None and not transport.is_closing())
+    try:
+        async for text in frames:
+            await asyncio.wait_for(response.write(text.encode()), WATCH_WRITE_TIMEOUT)
+    except (ConnectionError, TimeoutError):
+        pass
+    finally:
+        await frames.aclose()
+    return response
+
+
+async def unit_status(request: web.Request) -> web.StreamResponse:
+    return await _relayed(request, remote.make_request("status", request.match_info["name"]))
+
+
+async def unit_restart(request: web.Request) -> web.StreamResponse:
+    return await _relayed(request, remote.make_request("restart", request.match_info["name"]))
+
+
+async def unit_journal(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    lines, follow, output = remote.journal_query(q.get("lines"), q.get("follow"), q.get("output"))
+    return await _relayed(request, remote.make_request(
+        "journal", request.match_info["name"], lines, follow, output))
+
+
+async def _relayed(request: web.Request, exec_request: remote.ExecRequest) -> web.StreamResponse:
+    """Stream the owning host's answer as NDJSON (see `fleetd.api.relay`); 504 if it is silent."""
+    try:
+        async with request.app[RELAY_KEY].open(exec_request) as stream:
+            response = web.StreamResponse(headers={"Content-Type": relay.NDJSON})
+            await response.prepare(request)
+            await stream.pipe(response.write, lambda: request.transport is None
+                              or request.transport.is_closing())
+    except relay.NoAnswer as exc:
+        return error_response(504, str(exc))
+    return response
 
 
 async def _root(request: web.Request) -> web.Response:
@@ -184,9 +258,16 @@ def _add_routes(app: web.Application, prefix: str) -> None:
         (unit, {"GET": get_unit, "PUT": put_unit, "DELETE": delete_unit}, "GET, PUT and DELETE"),
         (prefix + "/state", {"GET": list_states}, "GET"),
         (state, {"GET": get_state}, "GET"),
-        (prefix + "/machines", {"GET": list_machines}, "GET"),
+        (unit + "/status", {"GET": unit_status}, "GET"),
+        (unit + "/journal", {"GET": unit_journal}, "GET"),
+        (unit + "/restart", {"POST": unit_restart}, "POST"),
+        (prefix + "/machines", {"GET": list_machines, "PATCH": patch_machines}, "GET and PATCH"),
+        (prefix + "/discovery", {"GET": get_openapi}, "GET"),
+        (prefix + "/watch", {"GET": watch}, "GET"),
         (prefix + "/alarms", {"GET": list_alarms}, "GET"),
         (prefix + "/alarms/{kind}", {"DELETE": clear_alarm}, "DELETE"),
+        (prefix + "/endpoints", {"GET": list_endpoints}, "GET"),
+        (prefix + "/endpoints/{name}", {"GET": get_endpoints}, "GET"),
         (prefix + "/openapi.json", {"GET": get_openapi}, "GET"),
     ]
     for path, methods, allowed in table:
@@ -228,11 +309,13 @@ def make_app(
     *,
     page_limit: int = handlers.DEFAULT_PAGE_LIMIT,
     tcp_token: str | None = None,
+    relayed: relay.Relay | None = None,
 ) -> web.Application:
     """The API application over `registry`; pages hold at most `page_limit` items.
 
     With `tcp_token`, requests that arrive over TCP need it as a bearer token (the unix socket
-    never does).
+    never does). `relayed` asks other hosts for status/journal/restart (default: a relay
+    writing its requests without a lease).
     """
     middlewares: list[Middleware] = [errors_middleware]
     if tcp_token is not None:
@@ -240,6 +323,9 @@ def make_app(
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[REGISTRY_KEY] = registry
     app[LIMIT_KEY] = page_limit
+    app[STOPPING_KEY] = asyncio.Event()
+    app.on_shutdown.append(_stop_watches)
+    app[RELAY_KEY] = relayed or relay.Relay(registry, lambda: 0)
     for prefix in PREFIXES:
         _add_routes(app, prefix)
     app.router.add_route("*", "/", _root)

@@ -21,6 +21,7 @@ _REF = "#/components/schemas/{model}"
 _MODELS: tuple[type[schema.Wire], ...] = (
     schema.Unit, schema.UnitPage, schema.UnitBatch, schema.UnitResults, schema.UnitState,
     schema.StatePage, schema.MachinePage, schema.AlarmList, schema.ErrorBody,
+    schema.EndpointList,
 )
 _ERRORS = {
     400: "invalid input: body, unit name, options, [X-Fleet] requirements, desired state, token",
@@ -88,7 +89,8 @@ def _paths() -> dict[str, Any]:
     state = {"parameters": [_NAME], "get": {
         "operationId": "getState", "responses": _responses({200: schema.UnitState}, 404)}}
     machines = {"get": {"operationId": "listMachines", "parameters": [_TOKEN],
-                        "responses": _responses({200: schema.MachinePage}, 400)}}
+                        "responses": _responses({200: schema.MachinePage}, 400)},
+                "patch": _PATCH_MACHINES}
     alarms = {"get": {"operationId": "listAlarms", "summary": "Alarms the engine raised",
                       "responses": _responses({200: schema.AlarmList})}}
     alarm = {"parameters": [{"name": "kind", "in": "path", "required": True,
@@ -96,13 +98,76 @@ def _paths() -> dict[str, Any]:
              "delete": {"operationId": "clearAlarm", "summary": "Acknowledge an alarm (for "
                         "mass-failure: reschedule the units the brake holds)",
                         "responses": _responses({204: None}, 400, 404)}}
+    endpoints = {"get": {"operationId": "listEndpoints", "summary": "Where the active units "
+                         "with [X-Fleet] Publish= answer, sorted by unit then machine",
+                         "responses": _responses({200: schema.EndpointList})}}
+    unit_endpoints = {"parameters": [_NAME], "get": {
+        "operationId": "getEndpoints", "summary": "One unit's endpoints ([] if none now)",
+        "responses": _responses({200: schema.EndpointList}, 400, 404)}}
     return {
+        f"{PREFIX}/endpoints": endpoints, f"{PREFIX}/endpoints/{{name}}": unit_endpoints,
         f"{PREFIX}/alarms": alarms, f"{PREFIX}/alarms/{{kind}}": alarm,
         f"{PREFIX}/units": units, f"{PREFIX}/units/{{name}}": unit, f"{PREFIX}/state": states,
         f"{PREFIX}/state/{{name}}": state, f"{PREFIX}/machines": machines,
         f"{PREFIX}/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document",
             "responses": {"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}}}},
+        f"{PREFIX}/discovery": {"get": {
+            "operationId": "discovery", "summary": "This document (fleet served Google-discovery JSON)",
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}}}},
+        f"{PREFIX}/watch": _WATCH,
+        **_remote_paths(),
+    }
+
+
+_PATCH_VALUE = {"description": 'fleet\'s code sends {"value": "x"}, its docs "x"; both mean "x"',
+                "oneOf": [{"type": "string"}, {"type": "object", "required": ["value"],
+                          "properties": {"value": {"type": "string"}},
+                          "additionalProperties": False}]}
+_PATCH_OP = {"type": "object", "required": ["op", "path"], "additionalProperties": False,
+             "properties": {"op": {"enum": ["add", "replace", "remove"]},
+                            "path": {"type": "string", "description": "/<machineID>/metadata/<key>",
+                                     "pattern": "^/[A-Za-z0-9_.-]+/metadata/[A-Za-z0-9_.-]+$"},
+                            "value": _PATCH_VALUE}}
+_PATCH_MACHINES = {
+    "operationId": "patchMachines",
+    "summary": "Set or remove dynamic machine metadata (all ops validated, then applied at once)",
+    "requestBody": {"required": True, "content": _json({"type": "array", "items": _PATCH_OP})},
+    "responses": _responses({204: None}, 400, 415)}
+_WATCH = {"get": {
+    "operationId": "watch",
+    "summary": "Server-sent events: a `snapshot` event, then one event per change of a unit, "
+               "state or machine (`id:` is the etcd revision; send it back as Last-Event-ID to "
+               "resume); `error` ends the stream (e.g. a client too slow); `: keep-alive` every 15 s",
+    "parameters": [_query("kinds", "comma list of units, states, machines, endpoints (default: all)"),
+                   {"name": "Last-Event-ID", "in": "header", "required": False,
+                    "description": "resume after this etcd revision", "schema": {"type": "string"}}],
+    "responses": {"200": {"description": "an endless text/event-stream",
+                          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                  **_responses({}, 400)}}}
+
+
+def _remote_paths() -> dict[str, Any]:
+    """status / journal / restart, relayed to the unit's host (fleetd.api.relay)."""
+    ndjson = {"200": {"description": 'NDJSON lines {"machine","data"}, then {"machine","exit"} '
+                      '(or {"machine","error"}) per machine',
+                      "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+              **_responses({}, 400, 404, 409),
+              "504": {"description": "the unit's host did not answer within 10 s",
+                      "content": _json(_ref(schema.ErrorBody))}}
+    journal = [_query("lines", "how many lines before following (default 10, at most 10000)"),
+               _query("follow", "true: keep streaming new lines until the client disconnects"),
+               _query("output", "journalctl's --output mode (default short)")]
+    return {
+        f"{PREFIX}/units/{{name}}/status": {"parameters": [_NAME], "get": {
+            "operationId": "unitStatus", "summary": "systemctl status on the unit's host(s)",
+            "responses": ndjson}},
+        f"{PREFIX}/units/{{name}}/journal": {"parameters": [_NAME], "get": {
+            "operationId": "unitJournal", "summary": "journalctl of the unit on its host",
+            "parameters": journal, "responses": ndjson}},
+        f"{PREFIX}/units/{{name}}/restart": {"parameters": [_NAME], "post": {
+            "operationId": "restartUnit", "summary": "systemctl restart on the unit's host(s)",
+            "responses": ndjson}},
     }
 
 
@@ -127,3 +192,12 @@ def document() -> dict[str, Any]:
 def document_json() -> str:
     """`document()` as JSON text, built once."""
     return json.dumps(document(), separators=(",", ":"))
+
+
+def pretty_json() -> str:
+    """The document as docs/openapi.json holds it (`python -m fleetd.api.openapi > docs/openapi.json`)."""
+    return json.dumps(document(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(pretty_json(), end="")

@@ -135,6 +135,26 @@ class AlarmList(Wire):
     alarms: list[Alarm]
 
 
+class EndpointPort(Wire):
+    """One published port: `[X-Fleet] Publish=PORT[/PROTO]`."""
+
+    port: int
+    proto: str = "tcp"
+
+
+class Endpoint(Wire):
+    """Where an active unit with Publish= answers: its machine's address and its ports."""
+
+    unit: str
+    machine_id: str = _json("machineID")
+    ip: str = ""
+    ports: list[EndpointPort] = Field(default_factory=list)
+
+
+class EndpointList(Wire):
+    endpoints: list[Endpoint]
+
+
 class ErrorDetail(Wire):
     code: int
     message: str

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from fleetd.errors import InvalidRequirements
 from fleetd.model import metadata as meta
+from fleetd.model.endpoints import Endpoint, parse_publish
 from fleetd.model.metadata import MetadataRequirement
 from fleetd.model.names import parse_name
 from fleetd.model.resources import Resources, unit_demand
@@ -24,7 +25,7 @@ MACHINE_ID_KEYS = ("MachineID", "X-ConditionMachineID", "X-ConditionMachineBootI
 MACHINE_OF_KEYS = ("MachineOf", "X-ConditionMachineOf")
 METADATA_KEYS = ("MachineMetadata", "X-ConditionMachineMetadata")
 CONFLICTS_KEYS = ("Conflicts", "X-Conflicts")
-EXTENSION_KEYS = ("Instances", "Policy", "SpreadBy", "CPU", "Memory", "AtMostOnce")
+EXTENSION_KEYS = ("Instances", "Policy", "SpreadBy", "CPU", "Memory", "AtMostOnce", "Publish")
 KNOWN_KEYS = frozenset(
     (*MACHINE_ID_KEYS, *MACHINE_OF_KEYS, *METADATA_KEYS, *CONFLICTS_KEYS, "Global", "Replaces",
      *EXTENSION_KEYS)
@@ -50,6 +51,7 @@ class Requirements:
     spread_by: str | None = None
     resources: Resources = Resources()
     at_most_once: bool = False  # never on two machines at once, even across a partition
+    publish: tuple[Endpoint, ...] = ()  # ports announced under endpoints/ while active
 
 
 def parse_requirements(name: str, unit: UnitFile) -> Requirements:
@@ -69,6 +71,7 @@ def parse_requirements(name: str, unit: UnitFile) -> Requirements:
         spread_by=_last(values, "SpreadBy") or None,
         resources=unit_demand(unit, _last(values, "CPU"), _last(values, "Memory")),
         at_most_once=_flag("AtMostOnce", _last(values, "AtMostOnce")),
+        publish=parse_publish(_collect(values, ("Publish",))),
     )
 
 

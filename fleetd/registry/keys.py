@@ -7,8 +7,13 @@
     <prefix>global/<unit>             copy of a global unit's record (every agent watches this)
     <prefix>pending/<unit>            why the leader cannot place the unit now (text)
     <prefix>states/<unit>/<machine>   systemd state reported by that machine; on its lease
+    <prefix>endpoints/<unit>/<machine>  where an active unit with Publish= answers; on its lease
     <prefix>leader                    engine leader's machine id, on the leader's lease
     <prefix>alarms/<kind>             a condition the leader raised for operators (JSON)
+    <prefix>exec/<machine>/<id>       a status/journal/restart request for that machine; on
+                                      the requesting fleetd's lease
+    <prefix>exec-out/<id>/<seq>       the owning host's output for request <id>; on its lease
+    <prefix>metadata/<machine>        dynamic metadata set by PATCH /machines (JSON map; no lease)
 """
 
 from __future__ import annotations
@@ -62,6 +67,18 @@ class Keys:
     def alarm(self, kind: str) -> str:
         return f"{self.alarms}{kind}"
 
+    def exec_requests(self, machine_id: str) -> str:
+        return f"{self.prefix}exec/{machine_id}/"
+
+    def exec_request(self, machine_id: str, request_id: str) -> str:
+        return f"{self.exec_requests(machine_id)}{request_id}"
+
+    def exec_outputs(self, request_id: str) -> str:
+        return f"{self.prefix}exec-out/{request_id}/"
+
+    def machine_metadata(self, machine_id: str) -> str:
+        return f"{self.prefix}metadata/{machine_id}"
+
     @property
     def leader(self) -> str:
         return f"{self.prefix}leader"
@@ -92,6 +109,16 @@ class Keys:
 
     def state(self, unit: str, machine_id: str) -> str:
         return f"{self.states}{unit}/{machine_id}"
+
+    @property
+    def endpoints(self) -> str:
+        return f"{self.prefix}endpoints/"
+
+    def unit_endpoints(self, unit: str) -> str:
+        return f"{self.endpoints}{unit}/"
+
+    def endpoint(self, unit: str, machine_id: str) -> str:
+        return f"{self.endpoints}{unit}/{machine_id}"
 
     def last_segment(self, key: str) -> str:
         return key.rsplit("/", 1)[-1]

@@ -252,8 +252,9 @@ class Registry:
         await self.kv.delete(self.keys.state(unit, machine))
 
     async def write_states(self, machine: str, lease: int, changed: Sequence[UnitState],
-                           gone: Sequence[str]) -> int:
-        """Put `changed` on `lease` and delete the states of the units `gone` from `machine`.
+                           gone: Sequence[str], extra: Sequence[Op] = ()) -> int:
+        """Put `changed` on `lease` and delete the states of the units `gone` from `machine`
+        (plus `extra` ops in the same txns, e.g. the endpoint records of those changes).
 
         One txn per `txn_batches` batch, no compares; returns how many txns it took. If one
         raises, the earlier ones stay applied.
@@ -261,6 +262,7 @@ class Registry:
         ops: list[Op] = [Put(self.keys.state(s.name, machine), codec.encode_state(s), lease)
                          for s in changed]
         ops += [Delete(self.keys.state(unit, machine)) for unit in gone]
+        ops += extra
         batches = txn_batches(ops)
         for batch in batches:
             await self.kv.txn((), batch)

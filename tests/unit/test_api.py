@@ -414,7 +414,7 @@ async def test_machines_sorted_by_id(client, registry) -> None:
             "only GET, PUT and DELETE supported against this resource",
         ),
         ("DELETE", "/fleet/v1/state", "only GET supported against this resource"),
-        ("PUT", "/fleet/v1/machines", "only GET supported against this resource"),
+        ("PUT", "/fleet/v1/machines", "only GET and PATCH supported against this resource"),
         ("GET", "/", "only GET supported against this resource"),
     ],
 )
