@@ -52,3 +52,10 @@ def test_import_linter_contracts_hold() -> None:
         result = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT,
                                 capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports test modules by basename (rootdir-relative, no packages): two files with
+    the same name in different tiers break collection of the whole suite."""
+    names = [p.name for p in (ROOT / "tests").glob("*/test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
