@@ -12,7 +12,8 @@ the agent never reads the rest of the registry. A pass is gather -> plan_tasks (
   the pass, and the next pass, RETRY_SECONDS later, retries. The units a pass acted on are
   handed to the publisher to read back from systemd.
 Global units are decided here, with the rule the engine shares (fleetd.model.globals). Passes
-run when a mirror changes, and every RESYNC_SECONDS otherwise.
+run when a mirror changes, and every RELIST_SECONDS otherwise, when both prefixes are also
+listed afresh (a safety net against a watch that stalls without an error).
 
 Fencing: while the heart cannot prove this machine is alive (`Heart.fenced`), AtMostOnce units
 are kept stopped (desired state downgraded to loaded) so they are down before the engine may
@@ -49,6 +50,8 @@ from fleetd.systemd.base import UnitManager
 RUNNING = frozenset({"active", "activating", "reloading"})
 RESYNC_SECONDS = 60.0
 RETRY_SECONDS = 5.0
+RELIST_SECONDS = 15.0
+PASS_TIMEOUT = 180.0  # longer than any D-Bus job wait: a pass stuck beyond it is abandoned
 PARALLEL_TASKS = 4
 FETCH_AT_ONCE = 32
 
@@ -69,6 +72,7 @@ class Agent:
         self.registry = registry
         self.fence = fence
         self._relist_due = False  # fenced since the assignments were last listed
+        self._relisted_at = 0.0
         self.systemd = systemd
         self.machine = machine
         self.publisher = publisher
@@ -103,15 +107,34 @@ class Agent:
     async def _loop(self) -> None:
         await self.assigned.ready.wait()
         await self.globals.ready.wait()
+        self._relisted_at = asyncio.get_running_loop().time()
         while True:
             done = False
             try:
-                done = await self.reconcile()
+                await self._relist_if_stale()
+                async with asyncio.timeout(PASS_TIMEOUT):
+                    done = await self.reconcile()
             except RegistryUnavailable as exc:
                 self.log.warning("etcd unavailable; unit files not fetched", error=str(exc))
             except UnitManagerError as exc:
                 self.log.warning("systemd query failed; will retry", error=str(exc))
-            await self.wakeup.wait(self._next_wait(RESYNC_SECONDS if done else RETRY_SECONDS))
+            except TimeoutError:
+                self.log.error("agent pass did not finish; abandoned, will retry",
+                               seconds=PASS_TIMEOUT)
+            await self.wakeup.wait(self._next_wait(RELIST_SECONDS if done else RETRY_SECONDS))
+
+    async def _relist_if_stale(self) -> None:
+        """List both prefixes afresh every RELIST_SECONDS: a safety net should a watch stall
+        without an error (two small reads per host and period)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._relisted_at < RELIST_SECONDS:
+            return
+        self._relisted_at = now
+        before = (dict(self.assigned.items), dict(self.globals.items))
+        await self.assigned.relist()
+        await self.globals.relist()
+        if (self.assigned.items, self.globals.items) != before:
+            self.log.warning("a relist found changes the watches had not delivered")
 
     def _next_wait(self, normal: float) -> float:
         """`normal`, or less while AtMostOnce units wait out a lapsed lease."""
