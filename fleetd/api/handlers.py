@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from fleetd.api import schema
+from fleetd.api.filters import UnitFilter, apply_unit_filter
 from fleetd.errors import Conflict, FleetError, InvalidInput, InvalidState, NotFound, RegistryUnavailable
 from fleetd.model import machine as machine_model
 from fleetd.model import states
@@ -138,11 +139,13 @@ def _states_by_unit(
 
 
 async def list_units(
-    reg: Registry, token: str | None = None, limit: int = DEFAULT_PAGE_LIMIT
+    reg: Registry, token: str | None = None, limit: int = DEFAULT_PAGE_LIMIT,
+    wanted: UnitFilter | None = None,
 ) -> Result:
-    units = sorted(await reg.list_units(), key=lambda u: u.name)
-    page, next_token = paginate(units, token, limit)
     placed = _assignments_by_unit(await reg.list_assignments())
+    units = sorted(await reg.list_units(), key=lambda u: u.name)
+    units = apply_unit_filter(units, placed, wanted) if wanted else units
+    page, next_token = paginate(units, token, limit)
     reported = _states_by_unit(await reg.list_states())
     pending, known = await reg.list_pending(), Options()
     wire = [

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
-from fleetd.api import access, alarms, batch, endpoints, handlers, openapi, relay, schema
+from fleetd.api import access, alarms, batch, endpoints, filters, handlers, openapi, relay, schema
 from fleetd.api import metadata as metadata_api
 from fleetd.api import watch as watch_api
 from fleetd.errors import ConfigError, FleetError, InvalidInput
@@ -85,7 +85,9 @@ def _token(request: web.Request) -> str | None:
 
 
 async def list_units(request: web.Request) -> web.Response:
-    return _reply(await handlers.list_units(_reg(request), _token(request), request.app[LIMIT_KEY]))
+    wanted = filters.parse_unit_filter(request.query)
+    return _reply(await handlers.list_units(_reg(request), _token(request), request.app[LIMIT_KEY],
+                                            wanted))
 
 
 async def get_unit(request: web.Request) -> web.Response:

@@ -67,8 +67,13 @@ def _body(model: type[schema.Wire]) -> dict[str, Any]:
 
 def _paths() -> dict[str, Any]:
     units = {
-        "get": {"operationId": "listUnits", "summary": "Units sorted by name, one page",
-                "parameters": [_TOKEN], "responses": _responses({200: schema.UnitPage}, 400)},
+        "get": {"operationId": "listUnits", "summary": "Units sorted by name, one page; the "
+                "filters combine with AND and pagination runs over what they keep",
+                "parameters": [_query("unitName", "only names matching this glob (* ? [...])"),
+                               _query("desiredState", "only this desired state: inactive, loaded "
+                                      "or launched"),
+                               _query("machineID", "only units placed on this machine"), _TOKEN],
+                "responses": _responses({200: schema.UnitPage}, 400)},
         "post": {"operationId": "submitUnits", "summary": "Create, replace or set many units at once",
                  "requestBody": _body(schema.UnitBatch),
                  "responses": _responses({200: schema.UnitResults}, 400, 404, 409, 415)},
