@@ -6,11 +6,11 @@ it is how an operator confirms that the machines the brake holds are gone.
 
 from __future__ import annotations
 
-import json
 import re
 
 from fleetd.api import schema
 from fleetd.errors import InvalidInput, NotFound
+from fleetd.registry import codec
 from fleetd.registry.store import Registry
 
 Result = tuple[int, schema.Wire | None]
@@ -18,16 +18,9 @@ KIND = re.compile(r"[a-z][a-z0-9-]{0,63}")
 
 
 def _to_wire(kind: str, record: str) -> schema.Alarm:
-    try:
-        fields = json.loads(record)
-    except ValueError:
-        fields = {}
-    if not isinstance(fields, dict):
-        fields = {}
-    listed = fields.get("machines", [])
-    machines = [m for m in listed if isinstance(m, str)] if isinstance(listed, list) else []
-    return schema.Alarm(kind=kind, message=str(fields.get("message", record)), machines=machines,
-                        since=str(fields.get("since", "")))
+    machines, since, message = codec.decode_alarm(record)
+    return schema.Alarm(kind=kind, message=record if message is None else message,
+                        machines=list(machines), since=since)
 
 
 async def list_alarms(reg: Registry) -> Result:

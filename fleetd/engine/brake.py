@@ -16,6 +16,7 @@ from fleetd.engine import departures
 from fleetd.engine.departures import MASS_FAILURE, Holds
 from fleetd.engine.model import Model
 from fleetd.model.liveness import Liveness
+from fleetd.registry import codec
 from fleetd.registry.kv import Op
 
 WallClock = Callable[[], str]
@@ -43,7 +44,7 @@ class Departures:
         """At the start of a leader session: go on braking where a previous leader stopped."""
         record = model.alarms.get(MASS_FAILURE)
         if record is not None:
-            self.braked = departures.read_alarm(record)[0]
+            self.braked = frozenset(codec.decode_alarm(record)[0])
             self._alarm_seen = True
         self._live = frozenset(model.machines)
 
@@ -73,7 +74,7 @@ class Departures:
         if not holds.braked:
             self._since = ""
             return [make_op(MASS_FAILURE, None)] if stored is not None else []
-        earlier = departures.read_alarm(stored)[1] if stored else ""
+        earlier = codec.decode_alarm(stored)[1] if stored else ""
         self._since = self._since or earlier or self._wall_clock()
         record = departures.alarm_record(holds.braked, len(model.machines), self._since)
         return [make_op(MASS_FAILURE, record)] if record != stored else []

@@ -12,12 +12,12 @@ The engine remembers when it first saw each machine gone (`left`, monotonic seco
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 
 from fleetd.engine.plan import Snapshot
 from fleetd.model.liveness import Liveness
+from fleetd.registry import codec
 
 MASS_FAILURE = "mass-failure"
 
@@ -99,15 +99,4 @@ def alarm_record(braked: Collection[str], live_count: int, since: str) -> str:
     message = (f"mass failure: {len(machines)} of {len(machines) + live_count} machines vanished "
                "within one TTL window; their units are not rescheduled until the machines return "
                "or an operator confirms (fleetctl confirm-reschedule)")
-    return json.dumps({"kind": MASS_FAILURE, "machines": machines, "since": since,
-                       "message": message}, sort_keys=True)
-
-
-def read_alarm(record: str) -> tuple[frozenset[str], str]:
-    """The machines and the start time a stored mass-failure alarm names (empty if undecodable)."""
-    try:
-        fields = json.loads(record)
-        machines, since = fields.get("machines", []), fields.get("since", "")
-    except (ValueError, AttributeError):
-        return frozenset(), ""
-    return frozenset(m for m in machines if isinstance(m, str)), since if isinstance(since, str) else ""
+    return codec.encode_alarm(MASS_FAILURE, machines, since, message)

@@ -71,3 +71,20 @@ def decode_state(unit: str, machine: str, text: str) -> UnitState:
     d = _load(text)
     return UnitState(name=unit, machine=machine, hash=d["hash"], state=TargetState(d["state"]),
                      systemd=SystemdState(load=d["load"], active=d["active"], sub=d["sub"]))
+
+
+def encode_alarm(kind: str, machines: list[str], since: str, message: str) -> str:
+    return _dump({"kind": kind, "machines": machines, "since": since, "message": message})
+
+
+def decode_alarm(text: str) -> tuple[tuple[str, ...], str, str | None]:
+    """An alarm record's machines, start time and message (None if it has none). A record
+    that does not decode reads as naming nothing: an alarm is information, never an error."""
+    try:
+        data = _load(text)
+    except InvalidInput:
+        return (), "", None
+    listed, since, message = data.get("machines"), data.get("since"), data.get("message")
+    machines = tuple(m for m in listed if isinstance(m, str)) if isinstance(listed, list) else ()
+    return (machines, since if isinstance(since, str) else "",
+            message if isinstance(message, str) else None)
