@@ -14,10 +14,16 @@ import subprocess
 import time
 from pathlib import Path
 
-from cluster import LocalCluster
+from cluster import ClusterError, LocalCluster
 from test_units import MOVE_TIMEOUT, active_on, table, write_unit
 
 UNIT = "webmeta.service"
+
+
+def fleet_logs(cluster: LocalCluster) -> str:
+    return "".join(f"--- {h}: journalctl -u fleet.service (last 40 lines)\n"
+                   f"{cluster.run_tool('logs', h, '-n', '40', check=False).stdout}"
+                   for h in cluster.running_hosts())
 
 
 def patch(cluster: LocalCluster, host: str, ops: list[dict]) -> None:
@@ -50,8 +56,11 @@ def test_patched_metadata_places_survives_restart_and_unplaces(cluster: LocalClu
         assert active_on(cluster, UNIT) == []  # no host has role=web: the unit waits
 
         patch(cluster, host, [{"op": "add", "path": path, "value": {"value": "web"}}])
-        cluster.wait_until(lambda: active_on(cluster, UNIT) == [host], MOVE_TIMEOUT,
-                           f"{UNIT} active on {host}")
+        try:
+            cluster.wait_until(lambda: active_on(cluster, UNIT) == [host], MOVE_TIMEOUT,
+                               f"{UNIT} active on {host}")
+        except ClusterError as exc:  # an intermittent failure: say what every fleetd did
+            raise ClusterError(f"{exc}\n{fleet_logs(cluster)}") from None
         assert "role=web" in metadata_of(cluster, host)
 
         cluster.host_exec(host, "systemctl", "restart", "fleet")
