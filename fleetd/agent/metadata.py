@@ -35,6 +35,7 @@ class MetadataOverlay:
         self.config = heart.machine
         self.on_change = on_change
         self.key = registry.keys.machine_metadata(self.config.id)
+        self._written: Machine | None = None  # the record this overlay last put in etcd
         self.log = get_logger("metadata", machine=self.config.short_id)
 
     def machine_with(self, dynamic: dict[str, str]) -> Machine:
@@ -44,6 +45,7 @@ class MetadataOverlay:
         """The record to register: config plus the dynamic map read now."""
         machine = self.machine_with(await metadata.read(self.registry, self.config.id))
         self.on_change(machine)
+        self._written = machine  # the heart registers it (and retries until it is in)
         return machine
 
     async def run(self) -> None:
@@ -61,14 +63,21 @@ class MetadataOverlay:
             await self._publish(metadata.decode(event.value) if event.kind == "put" else {})
 
     async def _publish(self, dynamic: dict[str, str]) -> None:
+        """Put the record with `dynamic` overlaid, unless it is what is registered already.
+
+        Compared with what this overlay last wrote, not with `heart.machine`: when the put fails
+        the watch delivers the same event again, and the retry must still write it.
+        """
         machine = self.machine_with(dynamic)
-        if machine == self.heart.machine:
+        if machine == self._written:
             return
-        self.heart.machine = machine
-        self.on_change(machine)
+        if machine != self.heart.machine:
+            self.heart.machine = machine
+            self.on_change(machine)
+            self.log.info("machine metadata changed", metadata=dict(machine.metadata))
         if self.heart.lease:
             await self.registry.register_machine(machine, self.heart.lease)
-        self.log.info("machine metadata changed", metadata=dict(machine.metadata))
+            self._written = machine
 
     def _trouble(self, exc: Exception) -> None:
         self.log.warning("metadata watch interrupted", error=str(exc))
