@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TextIO
 
-from fleetctl import __version__, completion
+from fleetctl import __version__, completion, sshcmd, sshtunnel
 from fleetctl.client import (
     DEFAULT_ENDPOINT,
     AuthError,
     Client,
     ClientError,
+    Endpoint,
     parse_endpoint,
     read_token,
     tls_context,
@@ -27,8 +30,9 @@ from fleetctl.commands import activate, alarms, cat, deactivate, destroy, endpoi
 from fleetctl.commands import remote as remote_commands
 from fleetctl.commands.base import Command, Context
 from fleetctl.commands.restart import RESTART
-from fleetctl.commands.ssh import SSH
+from fleetctl.commands.ssh import SSH, hand_over
 from fleetctl.commands.update import UPDATE
+from fleetctl.tunnel import TunnelError, parse_tunnel
 
 COMMANDS: tuple[Command, ...] = (
     activate.SUBMIT,
@@ -59,11 +63,20 @@ GLOBAL_FLAGS = {  # flag -> (default, type, help)
     "key-file": ("", str, "key of --cert-file"),
     "token-file": ("", str, "file holding the API bearer token (else FLEETCTL_TOKEN); "
                    "sent only to https endpoints"),
+    "tunnel": ("", str, "HOST[:PORT]: carry the API traffic through ssh to this host "
+               "(the endpoint is then as seen from there)"),
+    "ssh-username": ("", str, "remote user for --tunnel and ssh (default: ssh's own)"),
+    "ssh-timeout": (10.0, float, "seconds allowed for setting up an SSH connection"),
+    "strict-host-key-checking": (True, bool, "check host keys against --known-hosts-file "
+                                 "(=false: neither check nor store them)"),
+    "known-hosts-file": (sshcmd.DEFAULT_KNOWN_HOSTS, str, "known host keys for ssh connections"),
 }
+ALIASES = {"ssh-username": ("--ssh-user",)}  # --ssh-user/FLEETCTL_SSH_USER: fleetctl 0.1's names
 EPILOG = ("Every global flag can also be set as FLEETCTL_<FLAG> (e.g. FLEETCTL_ENDPOINT, "
-          "FLEETCTL_CA_FILE, FLEETCTL_TOKEN_FILE); the flag wins. The token itself may be given "
+          "FLEETCTL_TUNNEL, FLEETCTL_SSH_USERNAME); the flag wins. The token itself may be given "
           "as FLEETCTL_TOKEN.")
 TRUE_WORDS = ("1", "t", "true", "yes", "on")
+FALSE_WORDS = ("0", "f", "false", "no", "off")
 
 
 class UsageError(Exception):
@@ -81,7 +94,17 @@ def env_defaults(environ: Mapping[str, str]) -> dict[str, object]:
         raw = environ.get(env_name(flag))
         if raw is not None:
             found[flag.replace("-", "_")] = _convert(env_name(flag), raw, kind)
+    if "FLEETCTL_SSH_USER" in environ and "ssh_username" not in found:
+        found["ssh_username"] = environ["FLEETCTL_SSH_USER"]
     return found
+
+
+def parse_bool(raw: str) -> bool:
+    """A Go-style boolean flag value (`--strict-host-key-checking=false`)."""
+    word = raw.strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise argparse.ArgumentTypeError(f'invalid boolean value "{raw}"')
+    return word in TRUE_WORDS
 
 
 def _convert(variable: str, raw: str, kind: type) -> object:
@@ -95,11 +118,14 @@ def _convert(variable: str, raw: str, kind: type) -> object:
 
 def _add_globals(parser: argparse.ArgumentParser, suppress: bool) -> None:
     for flag, (default, kind, text) in GLOBAL_FLAGS.items():
+        boolean = {"nargs": "?", "const": True, "metavar": "true|false"} if kind is bool else {}
         parser.add_argument(
             "--" + flag,
-            type=kind,
+            *ALIASES.get(flag, ()),
+            type=parse_bool if kind is bool else kind,
             help=argparse.SUPPRESS if suppress else text,
             default=argparse.SUPPRESS if suppress else default,
+            **boolean,  # type: ignore[arg-type]
         )
     parser.add_argument(
         "--debug",
@@ -147,7 +173,8 @@ def build_parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
 def expand_prefix(argv: list[str]) -> list[str]:
     """Cobra accepts a unique prefix of a verb: `fleetctl list-m` = `fleetctl list-machines`."""
     verbs = [c.name for c in COMMANDS] + list(LOCAL_VERBS)
-    valued = {"--" + flag for flag in GLOBAL_FLAGS}
+    valued = {"--" + flag for flag, (_, kind, _) in GLOBAL_FLAGS.items() if kind is not bool}
+    valued |= {alias for aliases in ALIASES.values() for alias in aliases}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -204,7 +231,8 @@ def _dispatch(
         print(f'unrecognized driver "{args.driver}": fleetctl only speaks to the API', file=err)
         return 1
     command = next(c for c in COMMANDS if c.name == args.command)
-    return asyncio.run(_run(command, args, out, err, environ))
+    code, handoff = asyncio.run(_run(command, args, out, err, environ))
+    return code if handoff is None else hand_over(handoff, err)
 
 
 def _help(parser: argparse.ArgumentParser, topic: str | None, out: TextIO, err: TextIO) -> int:
@@ -218,9 +246,24 @@ def _help(parser: argparse.ArgumentParser, topic: str | None, out: TextIO, err: 
     return 0
 
 
+def ssh_options(args: argparse.Namespace) -> sshcmd.SshOptions:
+    """fleet's global SSH flags as one record (the tunnel host, if any, is every hop's jump)."""
+    return sshcmd.SshOptions(
+        user=args.ssh_username, strict=args.strict_host_key_checking,
+        known_hosts=os.path.expanduser(args.known_hosts_file), timeout=args.ssh_timeout,
+        interactive=sys.stdin is not None and sys.stdin.isatty(),
+        jump=parse_tunnel(args.tunnel) if args.tunnel else None)
+
+
+def _tunnel(endpoint: Endpoint, opts: sshcmd.SshOptions) -> AbstractAsyncContextManager[Endpoint]:
+    if opts.jump is None:
+        return contextlib.nullcontext(endpoint)
+    return sshtunnel.opened(opts.jump, endpoint, opts)
+
+
 async def _run(
     command: Command, args: argparse.Namespace, out: TextIO, err: TextIO, environ: Mapping[str, str]
-) -> int:
+) -> tuple[int, list[str] | None]:
     try:
         endpoint = parse_endpoint(args.endpoint, err)
         tls = tls_context(args.ca_file, args.cert_file, args.key_file)
@@ -228,15 +271,17 @@ async def _run(
         if token and endpoint.base.scheme != "https" and not endpoint.socket_path:
             print("WARNING: not sending the API token over plain http; use an https endpoint",
                   file=err)
-        async with Client(endpoint, timeout=args.request_timeout, tls=tls, token=token,
-                          debug=err if args.debug else None) as client:
-            return await command.run(Context(client, out, err), args)
+        opts = ssh_options(args)
+        async with _tunnel(endpoint, opts) as endpoint, \
+                Client(endpoint, timeout=args.request_timeout, tls=tls, token=token,
+                       debug=err if args.debug else None) as client:
+            ctx = Context(client, out, err, opts)
+            code = await command.run(ctx, args)
+        return code, ctx.handoff
     except AuthError as exc:
         print(f"fleetctl: authentication failed: {exc}", file=err)
-        return 1
-    except ClientError as exc:
+    except (ClientError, TunnelError) as exc:
         print(f"Error: {exc}", file=err)
-        return 1
     except OSError as exc:  # e.g. unreadable TLS files
         print(f"Error: {exc}", file=err)
-        return 1
+    return 1, None

@@ -59,6 +59,7 @@ class Endpoint:
     text: str
     base: URL
     socket_path: str | None = None
+    server_hostname: str | None = None  # TLS name when `base` is a --tunnel's loopback port
 
 
 def parse_endpoint(text: str, warn: TextIO = sys.stderr) -> Endpoint:
@@ -197,7 +198,8 @@ class Client:
         headers = {**self._auth, **({"Content-Type": "application/json"} if body is not None else {})}
         try:
             async with self._session.request(
-                method, url, params=params, data=data, headers=headers
+                method, url, params=params, data=data, headers=headers,
+                server_hostname=self.endpoint.server_hostname,
             ) as resp:
                 text = await resp.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -327,8 +329,8 @@ class Client:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total,
                                         sock_read=WATCH_READ_TIMEOUT)
         try:
-            async with self._session.get(url, params=params, headers=headers,
-                                         timeout=timeout) as resp:
+            async with self._session.get(url, params=params, headers=headers, timeout=timeout,
+                                         server_hostname=self.endpoint.server_hostname) as resp:
                 self._log("GET", url, params, resp.status)
                 if resp.status >= 400:
                     raise ApiError(resp.status, _error_message(resp.status, await resp.text()))
@@ -366,7 +368,8 @@ class Client:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total)
         try:
             async with self._session.request(method, url, params=params, headers=self._auth,
-                                             timeout=timeout) as resp:
+                                             timeout=timeout,
+                                             server_hostname=self.endpoint.server_hostname) as resp:
                 self._log(method, url, params, resp.status)
                 if resp.status >= 400:
                     message = _error_message(resp.status, await resp.text())

@@ -5,7 +5,7 @@ parser cli.py builds (so the scripts cannot drift from the CLI) and writing them
 a zsh script. Unit arguments (metavar UNIT) complete unit names from
 `fleetctl list-unit-files --no-legend --fields=unit` plus local files; machine arguments
 (metavar MACHINE) complete ids from `fleetctl list-machines --no-legend --fields=machine --full`;
-UNIT_FILE arguments complete local files.
+`ssh`'s first argument ([MACHINE|UNIT]) completes both; UNIT_FILE arguments complete local files.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MACHINES_CMD = "fleetctl list-machines --no-legend --fields=machine --full 2>/de
 class Verb:
     name: str
     flags: tuple[str, ...]
-    argument: str  # "unit", "machine", "file" or "" (nothing to complete)
+    argument: str  # "unit", "machine", "host" (machine or unit), "file" or "" (nothing)
 
 
 def _flags(parser: argparse.ArgumentParser) -> tuple[str, ...]:
@@ -36,12 +36,12 @@ def _argument(parser: argparse.ArgumentParser) -> str:
     for metavar, kind in (("UNIT", "unit"), ("MACHINE", "machine"), ("UNIT_FILE", "file")):
         if metavar in metavars:
             return kind
-    return ""
+    return "host" if any(m.startswith("[MACHINE|UNIT]") for m in metavars) else ""
 
 
 def valued(parser: argparse.ArgumentParser) -> tuple[str, ...]:
     """Global flags that take a value (the next word is not a verb)."""
-    return tuple(sorted(opt for a in parser._actions if a.option_strings and a.nargs != 0
+    return tuple(sorted(opt for a in parser._actions if a.option_strings and a.nargs not in (0, "?")
                         and a.help is not argparse.SUPPRESS for opt in a.option_strings))
 
 
@@ -92,6 +92,8 @@ _fleetctl() {{
         COMPREPLY=($(compgen -W "$({UNITS_CMD})" -- "$cur") $(compgen -f -- "$cur"))
     elif [[ "$kind" == machine ]]; then
         COMPREPLY=($(compgen -W "$({MACHINES_CMD})" -- "$cur"))
+    elif [[ "$kind" == host ]]; then
+        COMPREPLY=($(compgen -W "$({MACHINES_CMD}) $({UNITS_CMD})" -- "$cur"))
     elif [[ "$kind" == file ]]; then
         COMPREPLY=($(compgen -f -- "$cur"))
     fi
@@ -134,6 +136,8 @@ _fleetctl() {{
         _files
     elif [[ "$kind" == machine ]]; then
         compadd -- ${{(f)"$({MACHINES_CMD})"}}
+    elif [[ "$kind" == host ]]; then
+        compadd -- ${{(f)"$({MACHINES_CMD})"}} ${{(f)"$({UNITS_CMD})"}}
     elif [[ "$kind" == file ]]; then
         _files
     fi

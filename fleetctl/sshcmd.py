@@ -1,5 +1,9 @@
 """`fleetctl ssh`'s pure part: which address an argument names, and the ssh command line.
 
+The ssh options come from fleet's global SSH flags (`SshOptions`), so `fleetctl ssh` and
+`--tunnel` (fleetctl.tunnel) connect the same way; with `--tunnel`, every connection hops
+through the tunnel host (an ssh `-W` ProxyCommand carrying the same options).
+
 Resolution follows fleet: `--machine` is a machine-id prefix (it must be unique), `--unit` a
 unit name (`.service` appended when no suffix is given); without either, the first argument
 is tried as both, and matching both is an error. Global units have no single host.
@@ -7,12 +11,16 @@ is tried as both, and matching both is an error. Global units have no single hos
 
 from __future__ import annotations
 
+import math
+import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from fleetd.api import schema
 from fleetd.model.names import normalize_name
 
 NOT_FOUND = "Requested machine could not be found."
+DEFAULT_KNOWN_HOSTS = "~/.fleetctl/known_hosts"
 
 
 class SshError(Exception):
@@ -56,14 +64,42 @@ def resolve(lookup: str, machines: Sequence[schema.Machine], units: Mapping[str,
     return machine or unit or ""
 
 
-def command_line(address: str, command: Sequence[str], port: int = 22, user: str | None = None,
-                 forward_agent: bool = False) -> list[str]:
-    """The system ssh client's argv: `ssh -p PORT [-A] [-l USER] -- ADDRESS [CMD]`.
+@dataclass(frozen=True, slots=True)
+class SshOptions:
+    """fleet's global SSH flags, shared by `fleetctl ssh` and `--tunnel`."""
+
+    user: str = ""
+    strict: bool = True
+    known_hosts: str = DEFAULT_KNOWN_HOSTS
+    timeout: float = 10.0
+    interactive: bool = True  # False: no prompt can be answered (stdin is not a terminal)
+    jump: tuple[str, int] | None = None  # the --tunnel host every connection goes through
+
+
+def option_args(opts: SshOptions) -> list[str]:
+    """ssh's `-o` options (and `-l USER`) for these flags."""
+    argv = ["-o", f"ConnectTimeout={max(1, math.ceil(opts.timeout))}"]
+    argv += [] if opts.interactive else ["-o", "BatchMode=yes"]
+    if opts.strict:
+        argv += ["-o", "StrictHostKeyChecking=ask", "-o", f'UserKnownHostsFile="{opts.known_hosts}"']
+    else:
+        argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                 "-o", "LogLevel=ERROR"]
+    argv += ["-l", opts.user] if opts.user else []
+    if opts.jump is not None:
+        hop = ["ssh", *option_args(replace(opts, jump=None)), "-p", str(opts.jump[1]),
+               "-W", "%h:%p", "--", opts.jump[0]]
+        argv += ["-o", "ProxyCommand=" + " ".join(shlex.quote(word) for word in hop)]
+    return argv
+
+
+def command_line(address: str, command: Sequence[str], port: int = 22,
+                 forward_agent: bool = False, opts: SshOptions | None = None) -> list[str]:
+    """The system ssh client's argv: `ssh [OPTIONS] -p PORT [-A] -- ADDRESS [CMD]`.
 
     The remote command's words are joined with spaces, as fleet did (the remote shell splits
     them again); no command means an interactive login shell.
     """
-    argv = ["ssh", "-p", str(port)]
+    argv = ["ssh", *(option_args(opts) if opts else []), "-p", str(port)]
     argv += ["-A"] if forward_agent else []
-    argv += ["-l", user] if user else []
     return [*argv, "--", address, *([" ".join(command)] if command else [])]

@@ -9,6 +9,7 @@ from typing import TextIO
 
 from fleetctl import templates
 from fleetctl.client import Client
+from fleetctl.sshcmd import SshOptions
 from fleetd.api import schema
 from fleetd.model.names import normalize_name
 
@@ -17,11 +18,17 @@ SIGN_WARNING = "WARNING: The signed/verified units feature is DEPRECATED and can
 
 @dataclass
 class Context:
-    """One command run: the API client and the two output streams."""
+    """One command run: the API client, the two output streams and the global SSH flags.
+
+    A command that hands the terminal to another program (ssh) sets `handoff` to its argv;
+    fleetctl execs it after closing the API client and any --tunnel.
+    """
 
     client: Client
     out: TextIO
     err: TextIO
+    ssh: SshOptions = SshOptions()
+    handoff: list[str] | None = None
 
     def say(self, message: str) -> None:
         print(message, file=self.out)

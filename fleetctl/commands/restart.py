@@ -1,4 +1,7 @@
-"""restart: fleet v1.0's restart of units in the registry.
+"""restart: fleet v1.0's restart of units, after lazy-creating them as `submit` does.
+
+A unit not yet in the registry is created from its local file (or template) first, as fleet's
+restart did; being new, it is inactive and so then refused like any inactive unit.
 
 A non-global unit goes through fleet's states: loaded -> launched; launched -> loaded, wait,
 launched, wait (it stays scheduled, usually on the same machine); a unit that is not loaded
@@ -10,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 
-from fleetctl import waiting
+from fleetctl import submission, waiting
+from fleetctl.client import ClientError
 from fleetctl.commands.base import Command, Context, add_units_arg, find_units, names_of
 from fleetctl.commands.remote import relay_print
 from fleetctl.render import is_global
+from fleetctl.resolve import ResolveError, plan_units, read_registry
 from fleetd.api import schema
 from fleetd.model.states import TargetState
 
@@ -26,9 +31,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="wait at most N attempts of ~2 s each (0 = wait forever)")
 
 
+async def _lazy_create(ctx: Context, args: argparse.Namespace) -> bool:
+    """fleet's lazy create (no --replace: a differing local file only warns); False on error."""
+    try:
+        plans = plan_units(ctx, args.units, await read_registry(ctx), replace=False,
+                           allowed=frozenset({INACTIVE}))
+        await submission.send(ctx, submission.entries(plans), no_block=False)
+    except (ResolveError, ClientError) as exc:
+        ctx.warn(f"Error creating units: {exc}")
+        return False
+    return True
+
+
 async def run_restart(ctx: Context, args: argparse.Namespace) -> int:
     if not args.units:
         ctx.warn("No units given")
+        return 1
+    if not await _lazy_create(ctx, args):
         return 1
     units = await find_units(ctx, args.units)
     known = {u.name for u in units}

@@ -1,8 +1,9 @@
 """ssh: open a shell (or run a command) on a machine or on the host of a unit.
 
 Finds the address through the API (`fleetctl.sshcmd` decides), then replaces fleetctl with
-the system `ssh` client, so keys, agent, known hosts and ~/.ssh/config are the user's own.
-The remote user is the current user unless `--ssh-user` / FLEETCTL_SSH_USER is given.
+the system `ssh` client (after the API client and any --tunnel are closed), so keys, agent and
+~/.ssh/config are the user's own. The global SSH flags (--ssh-username, --strict-host-key-checking,
+--known-hosts-file, --ssh-timeout) apply; with --tunnel the connection hops through the tunnel host.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TextIO
 
 from fleetctl import sshcmd
 from fleetctl.commands.base import Command, Context
@@ -31,8 +35,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forward-agent", "-A", "--A", dest="forward_agent", action="store_true",
                         help="forward the local ssh agent")
     parser.add_argument("--ssh-port", type=int, default=22, help="port of the remote sshd")
-    parser.add_argument("--ssh-user", "--ssh-username", dest="ssh_user", default=None,
-                        help="remote user (default FLEETCTL_SSH_USER, else the current user)")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="[MACHINE|UNIT] [--] [CMD...]")
 
 
@@ -58,12 +60,19 @@ async def run_ssh(ctx: Context, args: argparse.Namespace) -> int:
     except sshcmd.SshError as exc:
         ctx.warn(str(exc))
         return 1
-    user = args.ssh_user or os.environ.get("FLEETCTL_SSH_USER") or None
-    argv = sshcmd.command_line(address, command, args.ssh_port, user, args.forward_agent)
+    if ctx.ssh.strict:  # ssh stores new host keys there, but makes no directory for it
+        Path(ctx.ssh.known_hosts).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    opts = replace(ctx.ssh, interactive=True)  # ssh itself decides whether it can prompt
+    ctx.handoff = sshcmd.command_line(address, command, args.ssh_port, args.forward_agent, opts)
+    return 0
+
+
+def hand_over(argv: list[str], err: TextIO) -> int:
+    """Replace fleetctl with `argv` (ssh); 1 with a message if it cannot be run."""
     try:
         EXEC[0](argv)
     except OSError as exc:
-        ctx.warn(f"Error: cannot run ssh: {exc.strerror or exc}")
+        print(f"Error: cannot run ssh: {exc.strerror or exc}", file=err)
         return 1
     return 0
 

@@ -122,7 +122,17 @@ async def test_restart_refuses_inactive_and_unknown_units(env):
     run = await env.fleetctl("restart", "hello.service")
     assert (run.code, run.err.strip()) == (1, "Unable to restart unit hello.service in state inactive")
     run = await env.fleetctl("restart", "nope.service")
-    assert (run.code, run.err.strip()) == (1, "unable to find unit nope.service")
+    assert (run.code, run.err.strip()) == (
+        1, "Error creating units: unable to find Unit(nope.service) in Registry or on filesystem")
+
+
+async def test_restart_lazy_creates_a_unit_from_its_local_file_as_fleet_did(env):
+    """fleet's restart ran lazy create first: the new unit is stored (inactive), then refused."""
+    run = await env.fleetctl("restart", "hello.service")
+    assert run.out.strip() == "Unit hello.service inactive", run
+    assert (run.code, run.err.strip()) == (1, "Unable to restart unit hello.service in state inactive")
+    unit = await env.registry.get_unit("hello.service")
+    assert unit is not None and unit.desired is TargetState.INACTIVE
 
 
 async def test_restart_of_a_global_unit_runs_systemctl_restart_on_its_hosts(env, runner):
@@ -138,15 +148,24 @@ async def test_restart_of_a_global_unit_runs_systemctl_restart_on_its_hosts(env,
     assert run.err.strip() == "Unable to retrieve journal of global unit g.service."
 
 
-async def test_ssh_execs_the_system_client(env, monkeypatch):
+async def test_ssh_execs_the_system_client(env, monkeypatch, tmp_path):
     calls: list[list[str]] = []
     monkeypatch.setattr(ssh_command, "EXEC", [lambda argv: calls.append(list(argv))])
     await env.fleetctl("start", "hello.service")
-    assert (await env.fleetctl("ssh", "hello.service", "--", "uptime", "-p")).code == 0
+    known = tmp_path / "fleetctl" / "known_hosts"
+    assert (await env.fleetctl("--known-hosts-file", str(known), "ssh", "hello.service", "--",
+                               "uptime", "-p")).code == 0
+    assert known.parent.is_dir()  # ssh adds new host keys there but would not create it
     assert (await env.fleetctl("ssh", "-A", "--ssh-port", "2222", "--ssh-user", "core",
+                               "--strict-host-key-checking=false", "--ssh-timeout", "2.5",
                                "--machine", M1[:4])).code == 0
-    assert calls == [["ssh", "-p", "22", "--", "10.0.0.1", "uptime -p"],
-                     ["ssh", "-p", "2222", "-A", "-l", "core", "--", "10.0.0.1"]]
+    checked = ["-o", "StrictHostKeyChecking=ask", "-o", f'UserKnownHostsFile="{known}"']
+    unchecked = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                 "-o", "LogLevel=ERROR"]
+    assert calls == [["ssh", "-o", "ConnectTimeout=10", *checked, "-p", "22", "--", "10.0.0.1",
+                      "uptime -p"],
+                     ["ssh", "-o", "ConnectTimeout=3", *unchecked, "-l", "core", "-p", "2222",
+                      "-A", "--", "10.0.0.1"]]
     run = await env.fleetctl("ssh", "nope")
     assert (run.code, run.err.strip()) == (1, sshcmd.NOT_FOUND)
 
@@ -186,8 +205,7 @@ def test_ssh_resolution(lookup, by, result):
 @pytest.mark.parametrize("kwargs, argv", [
     ({}, ["ssh", "-p", "22", "--", "10.0.0.1"]),
     ({"command": ["ls", "-l", "/"]}, ["ssh", "-p", "22", "--", "10.0.0.1", "ls -l /"]),
-    ({"port": 2200, "user": "core", "forward_agent": True},
-     ["ssh", "-p", "2200", "-A", "-l", "core", "--", "10.0.0.1"]),
+    ({"port": 2200, "forward_agent": True}, ["ssh", "-p", "2200", "-A", "--", "10.0.0.1"]),
 ])
 def test_ssh_command_line(kwargs, argv):
     assert sshcmd.command_line("10.0.0.1", kwargs.pop("command", []), **kwargs) == argv
