@@ -32,9 +32,11 @@ from fleetd.config import FleetConfig
 from fleetd.engine.reconciler import Engine
 from fleetd.errors import FleetError
 from fleetd.logs import get_logger
+from fleetd.metrics import Metrics
 from fleetd.model.liveness import Liveness
 from fleetd.model.machine import Machine
 from fleetd.notify import watchdog
+from fleetd.observe import Recorder
 from fleetd.registry.etcd import EtcdAuth, EtcdKV, TLSFiles
 from fleetd.registry.keys import Keys, normalize_prefix
 from fleetd.registry.store import Registry
@@ -71,18 +73,19 @@ class Node:
 
 def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agent_ttl: float,
              reconcile_interval: float, run_engine: bool, policy: str = "binpack",
-             fence_grace: float = 2.0, brake: bool = True) -> Node:
+             fence_grace: float = 2.0, brake: bool = True, recorder: Recorder | None = None) -> Node:
     """Wire heart, agent, publisher and engine for one machine (adapters chosen by the caller)."""
     timing = Liveness(agent_ttl=agent_ttl, fence_grace=fence_grace)
     heart = Heart(registry, machine, timing)
     host = HostUnits()
     publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease, host, ip=machine.ip)
-    agent = Agent(registry, systemd, machine, publisher, host, heart)
+    agent = Agent(registry, systemd, machine, publisher, host, heart, recorder=recorder)
     attach_metadata(registry, heart, agent)
     heart.on_new_lease(publisher.republish_all)
     heart.on_fence_change(agent.wakeup.poke)
     systemd.on_change(publisher.unit_changed)
-    engine = (Engine(registry, machine.id, heart, reconcile_interval, policy, timing, brake)
+    engine = (Engine(registry, machine.id, heart, reconcile_interval, policy, timing, brake,
+                     recorder=recorder)
               if run_engine else None)
     return Node(heart=heart, agent=agent, publisher=publisher, engine=engine,
                 executor=Executor(registry, machine.id, lambda: heart.lease))
@@ -99,17 +102,19 @@ async def run(cfg: FleetConfig) -> None:
                          key=cfg.etcd_keyfile or None) if cfg.etcd_cafile or cfg.etcd_certfile else None)
     password = (access.read_secret(cfg.etcd_password_file, "etcd_password_file", one_word=False)
                 if cfg.etcd_password_file else cfg.etcd_password)
+    metrics = Metrics()
     kv = EtcdKV(cfg.etcd_servers, request_timeout=cfg.etcd_request_timeout, tls=etcd_tls,
-                auth=EtcdAuth(cfg.etcd_username, password) if cfg.etcd_username else None)
+                auth=EtcdAuth(cfg.etcd_username, password) if cfg.etcd_username else None,
+                recorder=metrics)
     registry = Registry(kv, Keys(normalize_prefix(cfg.etcd_key_prefix)))
     systemd = DbusUnitManager(bus_address=cfg.systemd_bus, units_directory=cfg.units_directory)
     await systemd.connect()
     node = assemble(registry, systemd, machine, agent_ttl=cfg.agent_ttl,
                     reconcile_interval=cfg.engine_reconcile_interval,
                     run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy,
-                    fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake)
+                    fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics)
     app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
-                   relayed=Relay(registry, lambda: node.heart.lease))
+                   relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render)
     runner = await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
                          tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,

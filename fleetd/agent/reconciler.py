@@ -44,7 +44,9 @@ from fleetd.model.requirements import Requirements, parse_requirements
 from fleetd.model.states import TargetState
 from fleetd.model.unit import Assignment, Unit
 from fleetd.model.unitfile import UnitFile
+from fleetd.observe import NoRecorder, Recorder
 from fleetd.registry.store import Registry
+from fleetd.stall import StallWatch
 from fleetd.systemd.base import UnitManager
 
 RUNNING = frozenset({"active", "activating", "reloading"})
@@ -52,6 +54,7 @@ RESYNC_SECONDS = 60.0
 RETRY_SECONDS = 5.0
 RELIST_SECONDS = 15.0
 PASS_TIMEOUT = 180.0  # longer than any D-Bus job wait: a pass stuck beyond it is abandoned
+STALL_REPORT_SECONDS = 30.0  # a pass (or the first listing) running longer logs where it waits
 PARALLEL_TASKS = 4
 FETCH_AT_ONCE = 32
 
@@ -68,8 +71,10 @@ class Agent:
     """Drives one host's systemd toward its assignments and the global units that apply here."""
 
     def __init__(self, registry: Registry, systemd: UnitManager, machine: Machine,
-                 publisher: Publisher, host: HostUnits, fence: FenceClock) -> None:
+                 publisher: Publisher, host: HostUnits, fence: FenceClock,
+                 recorder: Recorder | None = None) -> None:
         self.registry = registry
+        self.recorder = recorder or NoRecorder()
         self.fence = fence
         self._relist_due = False  # fenced since the assignments were last listed
         self._relisted_at = 0.0
@@ -89,11 +94,13 @@ class Agent:
         self._rescan_due = True
         self._rescanned_at = 0.0
         self.log = get_logger("agent", machine=machine.short_id)
+        self.stall = StallWatch("agent pass", STALL_REPORT_SECONDS, self.log)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.assigned.run(), name="agent-watch-assign")
             group.create_task(self.globals.run(), name="agent-watch-global")
+            group.create_task(self.stall.run(), name="agent-stall-watch")
             group.create_task(self._loop(), name="agent-loop")
 
     def _watch_trouble(self, what: str, exc: Exception) -> None:
@@ -105,11 +112,15 @@ class Agent:
             self.log.warning("etcd unavailable; keeping units as they are", prefix=what, error=str(exc))
 
     async def _loop(self) -> None:
+        self.stall.begin()  # the first listings count as a pass: a hang there is reported too
         await self.assigned.ready.wait()
         await self.globals.ready.wait()
+        self.stall.end()
         self._relisted_at = asyncio.get_running_loop().time()
         while True:
             done = False
+            started = asyncio.get_running_loop().time()
+            self.stall.begin()
             try:
                 await self._relist_if_stale()
                 async with asyncio.timeout(PASS_TIMEOUT):
@@ -121,6 +132,9 @@ class Agent:
             except TimeoutError:
                 self.log.error("agent pass did not finish; abandoned, will retry",
                                seconds=PASS_TIMEOUT)
+            finally:
+                self.stall.end()
+            self.recorder.agent_pass(asyncio.get_running_loop().time() - started, done)
             await self.wakeup.wait(self._next_wait(RELIST_SECONDS if done else RETRY_SECONDS))
 
     async def _relist_if_stale(self) -> None:
@@ -278,9 +292,11 @@ class Agent:
         try:
             await self._execute(task, desired)
         except UnitManagerError as exc:
+            self.recorder.agent_task(task.kind.name.lower(), False)
             self.log.error("task failed; will retry", task=task.kind.name.lower(), unit=task.unit,
                            reason=task.reason, error=str(exc))
             return False
+        self.recorder.agent_task(task.kind.name.lower(), True)
         self.log.info("task done", task=task.kind.name.lower(), unit=task.unit, reason=task.reason)
         return True
 

@@ -288,6 +288,12 @@ async def get_state(reg: Registry, name: str) -> Result:
 # machines ---------------------------------------------------------------------------------------
 
 
+async def get_leader(reg: Registry) -> Result:
+    """The engine leader's machine id, read from the registry's leader key."""
+    return 200, schema.Leader(machine_id=await reg.leader())
+
+
+
 def _machine_to_wire(m: machine_model.Machine) -> schema.Machine:
     capacity = schema.Capacity(cpu=m.capacity.cpu, memory=m.capacity.memory)
     return schema.Machine(id=m.id, primary_ip=m.ip, metadata=dict(m.metadata), capacity=capacity)

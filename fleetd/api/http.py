@@ -25,7 +25,9 @@ from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
 from fleetd.api import access, alarms, batch, endpoints, filters, handlers, openapi, relay, schema
+from fleetd.api import dashboard as dashboard_api
 from fleetd.api import metadata as metadata_api
+from fleetd.api import summary as summary_api
 from fleetd.api import watch as watch_api
 from fleetd.errors import ConfigError, FleetError, InvalidInput
 from fleetd.model import remote
@@ -253,6 +255,31 @@ async def _root(request: web.Request) -> web.Response:
     return error_response(405, "only GET supported against this resource")
 
 
+async def get_leader(request: web.Request) -> web.Response:
+    return _reply(await handlers.get_leader(_reg(request)))
+
+
+async def get_summary(request: web.Request) -> web.Response:
+    return _reply(await summary_api.get_summary(_reg(request)))
+
+
+def _answer(answer: dashboard_api.Answer) -> web.Response:
+    """A dashboard answer (page, asset, login redirect, login page) as a response."""
+    return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
+                        charset="utf-8", headers=dict(answer.headers))
+
+
+async def dashboard_page(request: web.Request) -> web.Response:
+    return _answer(dashboard_api.page())
+
+
+async def dashboard_asset(request: web.Request) -> web.Response:
+    found = dashboard_api.asset(request.match_info["name"])
+    if found is None:
+        raise web.HTTPNotFound()
+    return _answer(found)
+
+
 def _add_routes(app: web.Application, prefix: str) -> None:
     unit, state = prefix + "/units/{name}", prefix + "/state/{name}"
     table: list[tuple[str, dict[str, Handler], str]] = [
@@ -267,6 +294,8 @@ def _add_routes(app: web.Application, prefix: str) -> None:
         (prefix + "/discovery", {"GET": get_openapi}, "GET"),
         (prefix + "/watch", {"GET": watch}, "GET"),
         (prefix + "/alarms", {"GET": list_alarms}, "GET"),
+        (prefix + "/leader", {"GET": get_leader}, "GET"),
+        (prefix + "/summary", {"GET": get_summary}, "GET"),
         (prefix + "/alarms/{kind}", {"DELETE": clear_alarm}, "DELETE"),
         (prefix + "/endpoints", {"GET": list_endpoints}, "GET"),
         (prefix + "/endpoints/{name}", {"GET": get_endpoints}, "GET"),
@@ -277,6 +306,18 @@ def _add_routes(app: web.Application, prefix: str) -> None:
         for method, handler in methods.items():
             resource.add_route(method, handler)
         resource.add_route("*", _only(allowed))
+
+
+def _add_metrics(app: web.Application, render: Callable[[], tuple[bytes, str]]) -> None:
+    """GET /metrics at the root, as fleet served it (over TCP under the same token rule)."""
+
+    async def scrape(request: web.Request) -> web.Response:
+        body, content_type = render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    resource = app.router.add_resource("/metrics")
+    resource.add_route("GET", scrape)
+    resource.add_route("*", _only("GET"))
 
 
 async def _server_header(version: str, request: web.Request, response: web.StreamResponse) -> None:
@@ -291,13 +332,18 @@ def _over_unix_socket(request: web.Request) -> bool:
 
 
 def _tcp_auth(token: str) -> Middleware:
-    """Middleware: requests over TCP must carry `Authorization: Bearer <token>`."""
+    """Middleware: requests over TCP must carry `Authorization: Bearer <token>` (or, GET/HEAD
+    only, the dashboard's session cookie; `GET /?token=` logs a browser in, see fleetd.api.dashboard)."""
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         header = request.headers.get("Authorization")
-        if _over_unix_socket(request) or access.bearer_ok(header, token):
+        cookie = request.cookies.get(dashboard_api.COOKIE)
+        if (_over_unix_socket(request) or access.bearer_ok(header, token)
+                or dashboard_api.cookie_ok(request.method, cookie, token)):
             return await handler(request)
+        if request.path == "/" and request.method in dashboard_api.READ_METHODS:
+            return _answer(dashboard_api.login(request.query.get("token"), token, request.secure))
         response = error_response(401, access.refusal(header))
         response.headers["WWW-Authenticate"] = access.REALM
         return response
@@ -312,12 +358,13 @@ def make_app(
     page_limit: int = handlers.DEFAULT_PAGE_LIMIT,
     tcp_token: str | None = None,
     relayed: relay.Relay | None = None,
+    metrics: Callable[[], tuple[bytes, str]] | None = None,
 ) -> web.Application:
     """The API application over `registry`; pages hold at most `page_limit` items.
 
     With `tcp_token`, requests that arrive over TCP need it as a bearer token (the unix socket
     never does). `relayed` asks other hosts for status/journal/restart (default: a relay
-    writing its requests without a lease).
+    writing its requests without a lease). `metrics` renders GET /metrics (body, content type).
     """
     middlewares: list[Middleware] = [errors_middleware]
     if tcp_token is not None:
@@ -330,7 +377,12 @@ def make_app(
     app[RELAY_KEY] = relayed or relay.Relay(registry, lambda: 0)
     for prefix in PREFIXES:
         _add_routes(app, prefix)
-    app.router.add_route("*", "/", _root)
+    root = app.router.add_resource("/")
+    root.add_route("GET", dashboard_page)
+    root.add_route("*", _root)
+    app.router.add_get(dashboard_api.ASSET_PATH, dashboard_asset)
+    if metrics is not None:
+        _add_metrics(app, metrics)
     app.on_response_prepare.append(partial(_server_header, version))
     return app
 

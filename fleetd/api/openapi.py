@@ -15,13 +15,14 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from fleetd.api import schema
+from fleetd.api.summary import Summary
 
 PREFIX = "/fleet/v1"
 _REF = "#/components/schemas/{model}"
 _MODELS: tuple[type[schema.Wire], ...] = (
     schema.Unit, schema.UnitPage, schema.UnitBatch, schema.UnitResults, schema.UnitState,
     schema.StatePage, schema.MachinePage, schema.AlarmList, schema.ErrorBody,
-    schema.EndpointList,
+    schema.EndpointList, schema.Leader, Summary,
 )
 _ERRORS = {
     400: "invalid input: body, unit name, options, [X-Fleet] requirements, desired state, token",
@@ -109,7 +110,14 @@ def _paths() -> dict[str, Any]:
     unit_endpoints = {"parameters": [_NAME], "get": {
         "operationId": "getEndpoints", "summary": "One unit's endpoints ([] if none now)",
         "responses": _responses({200: schema.EndpointList}, 400, 404)}}
+    leader = {"get": {"operationId": "getLeader", "summary": "The machine whose engine leads now "
+                      "(no machineID while none does)", "responses": _responses({200: schema.Leader})}}
+    overview = {"get": {"operationId": "getSummary", "summary": "The whole cluster in one answer "
+                        "(the dashboard's data): machines with their load, units with placement, "
+                        "pending reason, demand and systemd state per host, leader, alarms",
+                        "responses": _responses({200: Summary})}}
     return {
+        f"{PREFIX}/leader": leader, f"{PREFIX}/summary": overview,
         f"{PREFIX}/endpoints": endpoints, f"{PREFIX}/endpoints/{{name}}": unit_endpoints,
         f"{PREFIX}/alarms": alarms, f"{PREFIX}/alarms/{{kind}}": alarm,
         f"{PREFIX}/units": units, f"{PREFIX}/units/{{name}}": unit, f"{PREFIX}/state": states,
@@ -144,7 +152,8 @@ _WATCH = {"get": {
     "summary": "Server-sent events: a `snapshot` event, then one event per change of a unit, "
                "state or machine (`id:` is the etcd revision; send it back as Last-Event-ID to "
                "resume); `error` ends the stream (e.g. a client too slow); `: keep-alive` every 15 s",
-    "parameters": [_query("kinds", "comma list of units, states, machines, endpoints (default: all)"),
+    "parameters": [_query("kinds", "comma list of units, states, machines, endpoints (default: "
+                          "these four), assignments, pending, leader, alarms (only when named)"),
                    {"name": "Last-Event-ID", "in": "header", "required": False,
                     "description": "resume after this etcd revision", "schema": {"type": "string"}}],
     "responses": {"200": {"description": "an endless text/event-stream",

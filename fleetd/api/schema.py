@@ -122,6 +122,12 @@ class MachinePage(Wire):
     next_page_token: str | None = _json("nextPageToken", default=None)
 
 
+class Leader(Wire):
+    """GET /leader: the machine whose engine leads now; no `machineID` while none does."""
+
+    machine_id: str | None = _json("machineID", default=None)
+
+
 class Alarm(Wire):
     """A condition the engine raised for operators (today: mass-failure, the rescheduling brake)."""
 

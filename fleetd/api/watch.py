@@ -4,7 +4,10 @@ Owns the stream's content (kinds: units, states, machines, and endpoints: the re
 `[X-Fleet] Publish=`, for proxies): one `snapshot` event (the requested kinds at one etcd
 revision), then one event per change (`event: <kind>`, `data:` the wire object or its identity
 with `"deleted": true`, `id:` the etcd revision). A `Last-Event-ID` resumes the watch after that
-revision; when etcd has compacted it away, a fresh snapshot comes instead. Changes flow through a
+revision; when etcd has compacted it away, a fresh snapshot comes instead. Four more kinds come
+only when asked for by name (the dashboard does): assignments (`{"name","machineID"}`: where the
+leader placed a unit), pending (`{"name","reason"}`: why it could not), leader (`{"machineID"}`)
+and alarms (the GET /alarms objects). Changes flow through a
 bounded queue: a client that falls `QUEUE_SIZE` events behind gets an `error` event and is
 dropped, so it never holds the server back. A comment line keeps idle streams alive.
 """
@@ -17,6 +20,7 @@ import json
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
+from fleetd.api import alarms as alarms_api
 from fleetd.api import endpoints as endpoints_api
 from fleetd.api import schema
 from fleetd.api.handlers import _machine_to_wire, _state_to_wire
@@ -25,11 +29,13 @@ from fleetd.model.endpoints import decode_record
 from fleetd.model.unit import Unit
 from fleetd.model.unitfile import UnitFile
 from fleetd.registry import codec
+from fleetd.registry.keys import Keys
 from fleetd.registry.kv import KeyValue, WatchEvent
 from fleetd.registry.store import Registry
 from fleetd.registry.watch import follow, list_then_follow
 
-KINDS = ("units", "states", "machines", "endpoints")
+KINDS = ("units", "states", "machines", "endpoints")  # what an empty `kinds` means
+EXTRA_KINDS = ("assignments", "pending", "leader", "alarms")  # only when named
 QUEUE_SIZE = 1000
 KEEPALIVE = 15.0
 KEEPALIVE_FRAME = ": keep-alive\n\n"
@@ -41,12 +47,13 @@ class _Overflow(Exception):
 
 
 def parse_kinds(text: str | None) -> tuple[str, ...]:
-    """`units,states` -> ("units", "states"); empty or absent means every kind."""
+    """`units,states` -> ("units", "states"); empty or absent means every kind of KINDS."""
     asked = [k.strip() for k in (text or "").split(",") if k.strip()]
     for kind in asked:
-        if kind not in KINDS:
-            raise InvalidInput(f'invalid kind "{kind}": expect units, states, machines or endpoints')
-    return tuple(k for k in KINDS if k in asked) or KINDS
+        if kind not in KINDS + EXTRA_KINDS:
+            raise InvalidInput(f'invalid kind "{kind}": expect units, states, machines, endpoints, '
+                               "assignments, pending, leader or alarms")
+    return tuple(k for k in KINDS + EXTRA_KINDS if k in asked) or KINDS
 
 
 def parse_last_id(text: str | None) -> int | None:
@@ -70,11 +77,15 @@ class _Encoder:
         self.reg = reg
         self.options: dict[str, list[dict[str, str]]] = {}
 
-    def kind_of(self, key: str) -> str | None:
+    def prefixes(self) -> dict[str, str]:
         keys = self.reg.keys
-        for kind, prefix in (("units", keys.units), ("states", keys.states),
-                             ("machines", keys.machines), ("endpoints", keys.endpoints)):
-            if key.startswith(prefix):
+        return {"units": keys.units, "states": keys.states, "machines": keys.machines,
+                "endpoints": keys.endpoints, "assignments": keys.assign, "pending": keys.pending,
+                "leader": keys.leader, "alarms": keys.alarms}
+
+    def kind_of(self, key: str) -> str | None:
+        for kind, prefix in self.prefixes().items():
+            if key == prefix if kind == "leader" else key.startswith(prefix):
                 return kind
         return None
 
@@ -91,6 +102,8 @@ class _Encoder:
             return _state_to_wire(self.reg.decode_state(key, value)).to_dict()
         if kind == "endpoints":
             return _endpoint(keys.split_pair(key, keys.endpoints), value)
+        if kind in EXTRA_KINDS:
+            return _extra(keys, kind, key, value)
         if value is None:
             return {"id": keys.last_segment(key), "deleted": True}
         return _machine_to_wire(codec.decode_machine(value)).to_dict()
@@ -107,8 +120,7 @@ class _Encoder:
         return {**wire, "options": self.options[unit.hash]}
 
     async def snapshot(self, kinds: Sequence[str]) -> tuple[dict[str, Any], int]:
-        prefixes = {"units": self.reg.keys.units, "states": self.reg.keys.states,
-                    "machines": self.reg.keys.machines, "endpoints": self.reg.keys.endpoints}
+        prefixes = self.prefixes()
         listings = await self.reg.kv.get_prefixes([prefixes[k] for k in kinds])
         data = {k: [await self.item(k, kv.key, kv.value) for kv in _sorted(listing.items)]
                 for k, listing in zip(kinds, listings, strict=True)}
@@ -121,6 +133,20 @@ def _endpoint(unit_machine: tuple[str, str], value: str | None) -> dict[str, Any
     if value is None:
         return {"unit": unit, "machineID": machine, "deleted": True}
     return endpoints_api.to_wire(decode_record(value)).to_dict()
+
+
+def _extra(keys: Keys, kind: str, key: str, value: str | None) -> dict[str, Any]:
+    """An opt-in kind's record as the stream shows it, or its identity with `deleted`."""
+    gone: dict[str, Any] = {"deleted": True} if value is None else {}
+    if kind == "assignments":
+        machine, unit = keys.split_pair(key, keys.assign)
+        return {"name": unit, "machineID": machine, **gone}
+    if kind == "pending":
+        return {"name": keys.last_segment(key), **({"reason": value} if value is not None else gone)}
+    if kind == "leader":
+        return {"machineID": value} if value is not None else gone
+    name = keys.last_segment(key)
+    return alarms_api._to_wire(name, value).to_dict() if value is not None else {"kind": name, **gone}
 
 
 def _sorted(items: Sequence[KeyValue]) -> list[KeyValue]:

@@ -30,6 +30,7 @@ from fleetd.errors import Fenced, RegistryUnavailable
 from fleetd.logs import get_logger
 from fleetd.loop import Wakeup
 from fleetd.model.liveness import Liveness
+from fleetd.observe import NoRecorder, Recorder, by_category
 from fleetd.registry.kv import Op, WatchEvent
 from fleetd.registry.store import Registry
 from fleetd.registry.watch import follow, list_then_follow
@@ -52,8 +53,10 @@ class Engine:
 
     def __init__(self, registry: Registry, machine_id: str, lease: LeaseSource,
                  interval: float, policy: str = BINPACK, timing: Liveness | None = None,
-                 brake: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+                 brake: bool = True, clock: Callable[[], float] = time.monotonic,
+                 recorder: Recorder | None = None) -> None:
         self.registry = registry
+        self.recorder = recorder or NoRecorder()
         self.timing = timing = timing or Liveness()
         self.brake = brake
         self.clock = clock
@@ -108,8 +111,10 @@ class Engine:
                 if await self._lead():
                     await self._lead_session()
             except* RegistryUnavailable as group:
+                self.recorder.engine_failure("etcd_unavailable")
                 self.log.warning("etcd unavailable; scheduling paused", error=str(group.exceptions[0]))
             except* LostLeadership as group:
+                self.recorder.engine_failure("leadership_lost")
                 self.log.warning("engine leadership lost", reason=str(group.exceptions[0]))
                 self._step_down()
             await self.wakeup.wait(self.interval)
@@ -122,10 +127,12 @@ class Engine:
         self.token = await self.registry.campaign(self.machine_id, self.lease.lease)
         if self.token is not None:
             self._deposed = False
+            self.recorder.leadership(True)
             self.log.info("engine leadership acquired", token=self.token)
         return self.token is not None
 
     def _step_down(self) -> None:
+        self.recorder.leadership(False)
         self.token = None
         self.model = None
         self._decided = ()
@@ -176,6 +183,7 @@ class Engine:
             try:
                 await self.reconcile(model)
             except RegistryUnavailable as exc:
+                self.recorder.engine_failure("etcd_unavailable")
                 self.log.warning("etcd unavailable; reconcile skipped", error=str(exc))
             await self.wakeup.wait(self._next_wait())
 
@@ -214,6 +222,13 @@ class Engine:
         ops = first + then
         self._decided = () if ops else decision  # after writing, one more pass confirms
         self._report(plan, txns, decided - started, time.monotonic() - decided)
+        self._record(plan, held, time.monotonic() - started)
+
+    def _record(self, plan: Plan, held: dict[str, str], seconds: float) -> None:
+        """Tell the recorder about a committed pass (reasons counted once per distinct text)."""
+        pending = [*(p.reason for p in plan.pending), *held.values()]
+        self.recorder.engine_pass(seconds, len(plan.placements), len(plan.updates),
+                                  by_category(e.reason for e in plan.evictions), by_category(pending))
 
     def _holds(self, model: Model) -> Holds:
         """Which vanished machines' units to leave alone this pass (settling, fencing, brake)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import grpc
 from aetcd import rpc
 
 from fleetd.errors import Compacted, ConfigError, FleetError, NotFound, RegistryUnavailable
+from fleetd.observe import NoRecorder, Recorder
 from fleetd.registry.kv import (
     Compare,
     KeyValue,
@@ -175,6 +177,16 @@ def _translate(err: grpc.aio.AioRpcError) -> FleetError:
     return FleetError(f"etcd rejected the request ({code.name}): {details}")
 
 
+def _error_code(exc: FleetError) -> str:
+    """A short, bounded label for a failed call: the gRPC status code, else the error kind."""
+    cause = exc.__cause__
+    if isinstance(cause, grpc.aio.AioRpcError):
+        return str(cause.code().name).lower()
+    if isinstance(exc, Compacted):
+        return "compacted"
+    return "usage" if isinstance(cause, grpc.aio.UsageError) else type(exc).__name__.lower()
+
+
 @contextmanager
 def _translated() -> Iterator[None]:
     try:
@@ -237,8 +249,10 @@ class EtcdKV:
         request_timeout: float = 2.0,
         tls: TLSFiles | None = None,
         auth: EtcdAuth | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.endpoints = list(endpoints)
+        self.recorder = recorder or NoRecorder()
         self.target = grpc_target(self.endpoints)
         self.auth = auth
         self._token: str | None = None
@@ -270,10 +284,12 @@ class EtcdKV:
         return (*extra, ("token", self._token)) if self._token else extra
 
     @contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self, op: str, timed: bool = True) -> Iterator[None]:
         """`_translated`; forget an expired auth token so the next call gets a new one, and
-        leave a member that let a call time out (it may be frozen: see `_rotate`)."""
+        leave a member that let a call time out (it may be frozen: see `_rotate`).
+        Reports the call (kind `op`; its duration if `timed`) and its error to the recorder."""
         chan = self._chan
+        started = time.perf_counter()
         try:
             with _translated():
                 yield
@@ -281,14 +297,24 @@ class EtcdKV:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # our caller is being cancelled
+            self._record(op, started, timed, "interrupted")
             # the call was cancelled under us: `_rotate` closed its channel
             raise RegistryUnavailable("etcd call interrupted: moving to another member") from None
-        except RegistryUnavailable as exc:
-            if "auth token" in str(exc):
-                self._token = None
-            if "deadline_exceeded" in str(exc) and chan is not None and chan is self._chan:
-                self._rotate()
+        except FleetError as exc:
+            self._record(op, started, timed, _error_code(exc))
+            if isinstance(exc, RegistryUnavailable):
+                self._recover(exc, chan)
             raise
+        self._record(op, started, timed, None)
+
+    def _record(self, op: str, started: float, timed: bool, error: str | None) -> None:
+        self.recorder.etcd_request(op, time.perf_counter() - started if timed else None, error)
+
+    def _recover(self, exc: RegistryUnavailable, chan: grpc.aio.Channel | None) -> None:
+        if "auth token" in str(exc):
+            self._token = None
+        if "deadline_exceeded" in str(exc) and chan is not None and chan is self._chan:
+            self._rotate()
 
     def _rotate(self) -> None:
         """Drop the channel and put the first endpoint last, so the next call goes elsewhere.
@@ -315,7 +341,7 @@ class EtcdKV:
     # reads ------------------------------------------------------------------------------
 
     async def get(self, key: str) -> KeyValue | None:
-        with self._guard():
+        with self._guard("get"):
             resp = await self._kv().Range(rpc.RangeRequest(key=key.encode()),
                                           timeout=self.request_timeout, metadata=await self._md())
         return _keyvalue(resp.kvs[0]) if resp.kvs else None
@@ -323,14 +349,14 @@ class EtcdKV:
     async def get_prefix(self, prefix: str) -> Listing:
         raw = prefix.encode()
         request = rpc.RangeRequest(key=raw, range_end=_prefix_end(raw))
-        with self._guard():
+        with self._guard("range"):
             resp = await self._kv().Range(request, timeout=self.request_timeout, metadata=await self._md())
         return Listing(tuple(_keyvalue(kv) for kv in resp.kvs), resp.header.revision)
 
     async def get_prefixes(self, prefixes: Sequence[str]) -> list[Listing]:
         ranges = [rpc.RequestOp(request_range=rpc.RangeRequest(key=raw, range_end=_prefix_end(raw)))
                   for raw in (p.encode() for p in prefixes)]
-        with self._guard():
+        with self._guard("range"):
             resp = await self._kv().Txn(rpc.TxnRequest(success=ranges), timeout=self.request_timeout,
                                         metadata=await self._md())
         revision = resp.header.revision
@@ -340,7 +366,7 @@ class EtcdKV:
     async def count(self, prefix: str) -> int:
         raw = prefix.encode()
         request = rpc.RangeRequest(key=raw, range_end=_prefix_end(raw), count_only=True)
-        with self._guard():
+        with self._guard("range"):
             resp = await self._kv().Range(request, timeout=self.request_timeout, metadata=await self._md())
         return int(resp.count)
 
@@ -348,12 +374,12 @@ class EtcdKV:
 
     async def put(self, key: str, value: str, lease: int = 0) -> int:
         request = rpc.PutRequest(key=key.encode(), value=value.encode(), lease=lease)
-        with self._guard():
+        with self._guard("put"):
             resp = await self._kv().Put(request, timeout=self.request_timeout, metadata=await self._md())
         return resp.header.revision
 
     async def delete(self, key: str) -> bool:
-        with self._guard():
+        with self._guard("delete"):
             resp = await self._kv().DeleteRange(rpc.DeleteRangeRequest(key=key.encode()),
                                                 timeout=self.request_timeout, metadata=await self._md())
         return resp.deleted > 0
@@ -366,7 +392,7 @@ class EtcdKV:
             success=[_request_op(op) for op in success],
             failure=[_request_op(op) for op in failure],
         )
-        with self._guard():
+        with self._guard("txn"):
             resp = await self._kv().Txn(request, timeout=self.request_timeout, metadata=await self._md())
         return TxnResult(resp.succeeded, resp.header.revision)
 
@@ -376,7 +402,7 @@ class EtcdKV:
         Compacting at or below an earlier compaction is a no-op, as in `MemoryKV`.
         """
         try:
-            with self._guard():
+            with self._guard("compact"):
                 await self._kv().Compact(
                     rpc.CompactionRequest(revision=revision, physical=physical),
                     timeout=self.request_timeout, metadata=await self._md())
@@ -386,7 +412,7 @@ class EtcdKV:
     # leases -----------------------------------------------------------------------------
 
     async def grant(self, ttl: int) -> int:
-        with self._guard():
+        with self._guard("lease"):
             resp = await self._lease().LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl),
                                                   timeout=self.request_timeout, metadata=await self._md())
         if resp.error:
@@ -395,7 +421,7 @@ class EtcdKV:
 
     async def refresh(self, lease: int, timeout: float | None = None) -> int:
         """One keep-alive round trip; etcd answers TTL 0 for an expired or unknown lease."""
-        with self._guard():
+        with self._guard("lease"):
             call = self._lease().LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease)]),
                                                 timeout=timeout or self.request_timeout,
                                                 metadata=await self._md())
@@ -409,7 +435,7 @@ class EtcdKV:
     async def revoke(self, lease: int) -> None:
         """Revoke a lease and delete its keys; an already-gone lease is not an error."""
         try:
-            with self._guard():
+            with self._guard("lease"):
                 await self._lease().LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease),
                                                 timeout=self.request_timeout, metadata=await self._md())
         except NotFound:
@@ -427,7 +453,7 @@ class EtcdKV:
                                         start_revision=max(start_revision, 0))
         call = rpc.WatchStub(self._channel()).Watch(metadata=await self._md(*_REQUIRE_LEADER))
         try:
-            with self._guard():
+            with self._guard("watch"):
                 await call.write(rpc.WatchRequest(create_request=create))
             while True:
                 for event in await self._next_events(call):
@@ -436,7 +462,7 @@ class EtcdKV:
             call.cancel()
 
     async def _next_events(self, call: grpc.aio.StreamStreamCall) -> list[WatchEvent]:
-        with self._guard():
+        with self._guard("watch", timed=False):
             resp = await call.read()
         if resp is grpc.aio.EOF:
             raise RegistryUnavailable("etcd closed the watch stream")

@@ -415,7 +415,7 @@ async def test_machines_sorted_by_id(client, registry) -> None:
         ),
         ("DELETE", "/fleet/v1/state", "only GET supported against this resource"),
         ("PUT", "/fleet/v1/machines", "only GET and PATCH supported against this resource"),
-        ("GET", "/", "only GET supported against this resource"),
+        ("POST", "/", "only GET supported against this resource"),
     ],
 )
 async def test_other_methods_are_405(client, method, path, message) -> None:

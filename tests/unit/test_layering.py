@@ -19,6 +19,7 @@ OWNERS = {
     "dbus_next": {"fleetd/systemd/dbus.py"},
     "aiohttp": {"fleetd/api/http.py", "fleetctl/client.py"},
     "structlog": {"fleetd/logs.py"},
+    "prometheus_client": {"fleetd/metrics.py"},
 }
 
 

@@ -1,0 +1,71 @@
+"""Stall reports: say where a loop's pass is stuck when it runs far longer than it should.
+
+A `StallWatch` is told when a pass begins and ends. Its `run()` checks every few seconds; once
+a pass has run past `after` seconds it logs one warning with the seconds so far and the
+stack of the task running the pass (file:line function, innermost last), then again every
+`after` seconds while the pass lasts. It only observes: cancelling is the loop's own business
+(e.g. the agent's PASS_TIMEOUT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+CHECK_SECONDS = 5.0
+
+
+def stack_of(task: asyncio.Task[Any], limit: int = 40) -> list[str]:
+    """Where `task` is suspended, outermost frame first, as `file:line function`.
+
+    Follows the chain of awaited coroutines (`Task.get_stack` stops at the outermost one).
+    """
+    frames: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(frames) < limit:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            if not hasattr(awaited, "cr_await") and not hasattr(awaited, "gi_yieldfrom"):
+                frames.append(f"awaiting {type(awaited).__name__}")
+            break
+        code = frame.f_code
+        frames.append(f"{code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return frames
+
+
+class StallWatch:
+    """Reports a pass that has run longer than `after` seconds (see the module docstring)."""
+
+    def __init__(self, what: str, after: float, log: Any) -> None:
+        self.what = what
+        self.after = after
+        self.log = log
+        self._task: asyncio.Task[Any] | None = None
+        self._began: float | None = None
+        self._reported = 0.0
+
+    def begin(self) -> None:
+        self._task = asyncio.current_task()
+        self._began = asyncio.get_running_loop().time()
+        self._reported = 0.0
+
+    def end(self) -> None:
+        self._began = None
+
+    def check(self, now: float) -> None:
+        """Log once per `after` seconds while a pass is overdue."""
+        if self._began is None or self._task is None:
+            return
+        running = now - self._began
+        if running < self.after or running - self._reported < self.after:
+            return
+        self._reported = running
+        self.log.warning(f"{self.what} still running", seconds=round(running, 1),
+                         stack=stack_of(self._task))
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(CHECK_SECONDS)
+            self.check(loop.time())
