@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "vagrant" / "local-cluster"
 FLEETCTL = REPO / ".venv" / "bin" / "fleetctl"
 STATE = Path(os.environ.get("LOCAL_CLUSTER_STATE", "/run/fleet-local-cluster"))
+API_PORT = 49153  # every host's TLS API (api_listen=<ip>:49153, bearer token)
 
 T = TypeVar("T")
 
@@ -166,17 +167,36 @@ class LocalCluster:
         """FLEETCTL_ENDPOINT for the host's fleetd API."""
         return f"unix://{self.state / name / 'fleet.sock'}"
 
+    def api_url(self, name: str) -> str:
+        """The host's TCP API: https with a certificate signed by `api_ca_file()`."""
+        return f"https://{self.ip(name)}:{API_PORT}"
+
+    def api_token(self) -> str:
+        """The bearer token every host's TCP API requires."""
+        return self._state_file("api/token")
+
+    def api_ca_file(self) -> str:
+        """Path of the CA certificate that signed every host's API certificate."""
+        return str(self.state / "api" / "ca.crt")
+
+    def ssh_identity(self) -> str:
+        """Path of the private key that logs in as root on every host (sshd on port 22)."""
+        return str(self.state / "ssh" / "id_ed25519")
+
     def is_cut(self, name: str) -> bool:
         out = _run(["ip", "-o", "link", "show", f"lc-{name}"], check=True, timeout=10).stdout
         flags = out.split("<", 1)[1].split(">", 1)[0].split(",")
         return "UP" not in flags
 
     def _read(self, name: str, what: str) -> str:
-        path = self.state / name / what
+        return self._state_file(f"{name}/{what}")
+
+    def _state_file(self, relative: str) -> str:
+        path = self.state / relative
         try:
             return path.read_text().strip()
         except OSError as e:
-            raise ClusterError(f"host {name!r}: cannot read {path}: {e}") from None
+            raise ClusterError(f"cannot read {path}: {e}") from None
 
     # -- commands
 
