@@ -17,7 +17,7 @@ Result = tuple[int, schema.Wire | None]
 KIND = re.compile(r"[a-z][a-z0-9-]{0,63}")
 
 
-def _to_wire(kind: str, record: str) -> schema.Alarm:
+def to_wire(kind: str, record: str) -> schema.Alarm:
     machines, since, message = codec.decode_alarm(record)
     return schema.Alarm(kind=kind, message=record if message is None else message,
                         machines=list(machines), since=since)
@@ -25,7 +25,7 @@ def _to_wire(kind: str, record: str) -> schema.Alarm:
 
 async def list_alarms(reg: Registry) -> Result:
     alarms = await reg.list_alarms()
-    return 200, schema.AlarmList(alarms=[_to_wire(k, v) for k, v in sorted(alarms.items())])
+    return 200, schema.AlarmList(alarms=[to_wire(k, v) for k, v in sorted(alarms.items())])
 
 
 async def clear_alarm(reg: Registry, kind: str) -> Result:

@@ -251,7 +251,7 @@ async def delete_unit(reg: Registry, name: str) -> Result:
 # states -----------------------------------------------------------------------------------------
 
 
-def _state_to_wire(s: states.UnitState) -> schema.UnitState:
+def state_to_wire(s: states.UnitState) -> schema.UnitState:
     return schema.UnitState(
         name=s.name,
         hash=s.hash,
@@ -274,7 +274,7 @@ async def list_states(
              if (not unit_name or s.name == unit_name) and (not machine_id or s.machine == machine_id)]
     found.sort(key=lambda s: (s.name, s.machine))
     page, next_token = paginate(found, token, limit)
-    return 200, schema.StatePage(states=[_state_to_wire(s) for s in page], next_page_token=next_token)
+    return 200, schema.StatePage(states=[state_to_wire(s) for s in page], next_page_token=next_token)
 
 
 async def get_state(reg: Registry, name: str) -> Result:
@@ -282,7 +282,7 @@ async def get_state(reg: Registry, name: str) -> Result:
     found = [s for s in found if s.name == name]
     if not found:
         raise NotFound("unit state does not exist")
-    return 200, _state_to_wire(found[0])
+    return 200, state_to_wire(found[0])
 
 
 # machines ---------------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ async def get_leader(reg: Registry) -> Result:
 
 
 
-def _machine_to_wire(m: machine_model.Machine) -> schema.Machine:
+def machine_to_wire(m: machine_model.Machine) -> schema.Machine:
     capacity = schema.Capacity(cpu=m.capacity.cpu, memory=m.capacity.memory)
     return schema.Machine(id=m.id, primary_ip=m.ip, metadata=dict(m.metadata), capacity=capacity)
 
@@ -304,5 +304,5 @@ async def list_machines(
 ) -> Result:
     machines = sorted(await reg.list_machines(), key=lambda m: m.id)
     page, next_token = paginate(machines, token, limit)
-    wire = [_machine_to_wire(m) for m in page]
+    wire = [machine_to_wire(m) for m in page]
     return 200, schema.MachinePage(machines=wire, next_page_token=next_token)

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from fleetd.api import alarms as alarms_api
 from fleetd.api import schema
-from fleetd.api.handlers import Result, _machine_to_wire, current_state
+from fleetd.api.handlers import Result, current_state, machine_to_wire
 from fleetd.api.schema import _json
 from fleetd.errors import InvalidInput
 from fleetd.model.machine import Machine
@@ -97,7 +97,7 @@ def build(records: Records) -> Summary:
     units = [_unit(u, placed.get(u.name), reported.get(u.name, {}), records)
              for u in sorted(records.units, key=lambda u: u.name)]
     machines = [_machine(m, units) for m in sorted(records.machines, key=lambda m: m.id)]
-    alarms = [alarms_api._to_wire(k, v) for k, v in sorted(records.alarms.items())]
+    alarms = [alarms_api.to_wire(k, v) for k, v in sorted(records.alarms.items())]
     return Summary(leader=records.leader, machines=machines, units=units, alarms=alarms)
 
 
@@ -121,7 +121,7 @@ def _machine(machine: Machine, units: Sequence[UnitSummary]) -> MachineSummary:
             or (u.is_global and any(h.machine_id == machine.id for h in u.hosts))]
     load = Load(units=len(here), cpu=sum(u.demand.cpu for u in here),
                 memory=sum(u.demand.memory for u in here))
-    wire = _machine_to_wire(machine)
+    wire = machine_to_wire(machine)
     return MachineSummary(id=wire.id, primary_ip=wire.primary_ip, metadata=wire.metadata,
                           capacity=wire.capacity, load=load)
 

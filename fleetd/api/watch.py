@@ -23,7 +23,7 @@ from typing import Any
 from fleetd.api import alarms as alarms_api
 from fleetd.api import endpoints as endpoints_api
 from fleetd.api import schema
-from fleetd.api.handlers import _machine_to_wire, _state_to_wire
+from fleetd.api.handlers import machine_to_wire, state_to_wire
 from fleetd.errors import FleetError, InvalidInput
 from fleetd.model.endpoints import decode_record
 from fleetd.model.unit import Unit
@@ -99,14 +99,14 @@ class _Encoder:
             if value is None:
                 unit, machine = keys.split_pair(key, keys.states)
                 return {"name": unit, "machineID": machine, "deleted": True}
-            return _state_to_wire(self.reg.decode_state(key, value)).to_dict()
+            return state_to_wire(self.reg.decode_state(key, value)).to_dict()
         if kind == "endpoints":
             return _endpoint(keys.split_pair(key, keys.endpoints), value)
         if kind in EXTRA_KINDS:
             return _extra(keys, kind, key, value)
         if value is None:
             return {"id": keys.last_segment(key), "deleted": True}
-        return _machine_to_wire(codec.decode_machine(value)).to_dict()
+        return machine_to_wire(codec.decode_machine(value)).to_dict()
 
     async def _unit(self, unit: Unit) -> dict[str, Any]:
         if unit.hash not in self.options:
@@ -146,7 +146,7 @@ def _extra(keys: Keys, kind: str, key: str, value: str | None) -> dict[str, Any]
     if kind == "leader":
         return {"machineID": value} if value is not None else gone
     name = keys.last_segment(key)
-    return alarms_api._to_wire(name, value).to_dict() if value is not None else {"kind": name, **gone}
+    return alarms_api.to_wire(name, value).to_dict() if value is not None else {"kind": name, **gone}
 
 
 def _sorted(items: Sequence[KeyValue]) -> list[KeyValue]:
