@@ -110,13 +110,20 @@ def test_json_output_matches_the_tables(cluster: LocalCluster, web: str) -> None
     assert {"unit": "web.service", "machine": web, "exit": 0} in records
 
 
+def _empty_dir(script: Path) -> Path:
+    """Where completion runs: no local file there may stand in for a live unit name."""
+    cwd = script.parent / "empty"
+    cwd.mkdir(exist_ok=True)
+    return cwd
+
+
 def _bash_complete(cluster: LocalCluster, script: Path, *words: str) -> list[str]:
     line = (f'source {script}; COMP_WORDS=(fleetctl {" ".join(words)}); '
             f'COMP_CWORD={len(words)}; _fleetctl; printf "%s\\n" "${{COMPREPLY[@]}}"')
     env = {**os.environ, "FLEETCTL_ENDPOINT": cluster.endpoint("h2"),
            "PATH": f"{cluster.fleetctl_bin.parent}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env,
-                          cwd=script.parent, timeout=60)
+                          cwd=_empty_dir(script), timeout=60)
     return sorted(w for w in done.stdout.split() if w)
 
 
@@ -128,7 +135,7 @@ def _zsh_complete(cluster: LocalCluster, script: Path, *words: str) -> list[str]
     env = {**os.environ, "FLEETCTL_ENDPOINT": cluster.endpoint("h2"),
            "PATH": f"{cluster.fleetctl_bin.parent}:{os.environ['PATH']}"}
     done = subprocess.run(["zsh", "-f", "-c", line], capture_output=True, text=True, env=env,
-                          cwd=script.parent, timeout=60)
+                          cwd=_empty_dir(script), timeout=60)
     assert done.returncode == 0, done.stderr
     prefix = words[-1] if words else ""
     return sorted(w for w in done.stdout.split() if w.startswith(prefix))
@@ -187,13 +194,31 @@ def test_tunnel_carries_the_api_to_the_tunnel_hosts_socket(cluster: LocalCluster
     assert leftovers.stdout == "", "the tunnel's ssh outlived fleetctl"
 
 
-def test_tunnel_to_an_https_endpoint_checks_its_certificate(cluster: LocalCluster,
-                                                            agent: str) -> None:
+@pytest.fixture
+def h2_named_on_h1(cluster: LocalCluster) -> Iterator[str]:
+    """https://h2:PORT, h2's API by the name in its certificate, which only h1 can resolve."""
+    assert subprocess.run(["getent", "hosts", "h2"], capture_output=True).returncode != 0, \
+        "this machine resolves h2: the endpoint would not need the tunnel"
+    cluster.host_exec("h1", "sh", "-c", f"echo '{cluster.ip('h2')} h2' >> /etc/hosts")
+    try:
+        yield cluster.api_url("h2").replace(cluster.ip("h2"), "h2")
+    finally:
+        cluster.host_exec("h1", "sh", "-c", "sed -i '/ h2$/d' /etc/hosts; "
+                          "[ -s /etc/hosts ] || rm -f /etc/hosts")  # the hosts have none
+
+
+def test_tunnel_to_an_https_endpoint_checks_its_certificate(cluster: LocalCluster, agent: str,
+                                                            h2_named_on_h1: str) -> None:
+    tls = {"FLEETCTL_ENDPOINT": h2_named_on_h1, "FLEETCTL_CA_FILE": cluster.api_ca_file(),
+           "FLEETCTL_TOKEN": cluster.api_token()}
+    direct = fleetctl(cluster, "list-machines", agent=agent, check=False, **tls)
+    assert direct.returncode == 1 and direct.stdout == ""
     done = fleetctl(cluster, "--tunnel", f"{cluster.ip('h1')}:22", "list-machines", "--full",
-                    "--no-legend", "--fields=machine", agent=agent,
-                    FLEETCTL_ENDPOINT=cluster.api_url("h2"), FLEETCTL_CA_FILE=cluster.api_ca_file(),
-                    FLEETCTL_TOKEN=cluster.api_token())
+                    "--no-legend", "--fields=machine", agent=agent, **tls)
     assert cluster.machine_id("h2") in done.stdout.split()
+    untrusted = fleetctl(cluster, "--tunnel", cluster.ip("h1"), "list-machines", agent=agent,
+                         check=False, **{**tls, "FLEETCTL_CA_FILE": ""})
+    assert untrusted.returncode == 1 and "certificate verify failed" in untrusted.stderr
 
 
 def test_tunnel_failure_is_one_clear_line(cluster: LocalCluster, agent: str) -> None:
@@ -208,6 +233,10 @@ def test_tunnel_failure_is_one_clear_line(cluster: LocalCluster, agent: str) -> 
 def test_ssh_through_the_tunnel_hops_via_the_tunnel_host(cluster: LocalCluster,
                                                           agent: str) -> None:
     mid = cluster.machine_id("h3")
-    done = fleetctl(cluster, "--tunnel", cluster.ip("h1"), "ssh", mid, "cat", "/etc/machine-id",
-                    agent=agent, FLEETCTL_ENDPOINT="unix:///var/run/fleet.sock")
-    assert done.stdout.strip() == mid
+    done = fleetctl(cluster, "--tunnel", cluster.ip("h1"), "ssh", mid, "cat /etc/machine-id;",
+                    "echo $SSH_CONNECTION", agent=agent,
+                    FLEETCTL_ENDPOINT="unix:///var/run/fleet.sock")
+    machine_id, connection = done.stdout.splitlines()
+    assert machine_id == mid
+    # sshd on h3 saw the connection come from h1 (the -W hop), not from this machine
+    assert connection.split()[0] == cluster.ip("h1")
