@@ -125,11 +125,11 @@ async def _to_wire(
     )
 
 
-def _assignments_by_unit(assignments: Sequence[Assignment]) -> dict[str, Assignment]:
+def assignments_by_unit(assignments: Sequence[Assignment]) -> dict[str, Assignment]:
     return {a.unit: a for a in sorted(assignments, key=lambda a: a.machine, reverse=True)}
 
 
-def _states_by_unit(
+def states_by_unit(
     all_states: Sequence[states.UnitState],
 ) -> dict[str, dict[str, states.UnitState]]:
     grouped: dict[str, dict[str, states.UnitState]] = {}
@@ -142,11 +142,11 @@ async def list_units(
     reg: Registry, token: str | None = None, limit: int = DEFAULT_PAGE_LIMIT,
     wanted: UnitFilter | None = None,
 ) -> Result:
-    placed = _assignments_by_unit(await reg.list_assignments())
+    placed = assignments_by_unit(await reg.list_assignments())
     units = sorted(await reg.list_units(), key=lambda u: u.name)
     units = apply_unit_filter(units, placed, wanted) if wanted else units
     page, next_token = paginate(units, token, limit)
-    reported = _states_by_unit(await reg.list_states())
+    reported = states_by_unit(await reg.list_states())
     pending, known = await reg.list_pending(), Options()
     wire = [
         await _to_wire(reg, u, placed.get(u.name), reported.get(u.name, {}), pending.get(u.name), known)
@@ -159,7 +159,7 @@ async def get_unit(reg: Registry, name: str) -> Result:
     unit = await reg.get_unit(name)
     if unit is None:
         raise NotFound("unit does not exist")
-    placed = _assignments_by_unit(await reg.list_assignments())
+    placed = assignments_by_unit(await reg.list_assignments())
     reported = {s.machine: s for s in await reg.list_states(name)}
     pending = await reg.get_pending(name)
     return 200, await _to_wire(reg, unit, placed.get(name), reported, pending)

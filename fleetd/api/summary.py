@@ -16,7 +16,13 @@ from pydantic import Field
 
 from fleetd.api import alarms as alarms_api
 from fleetd.api import schema
-from fleetd.api.handlers import Result, current_state, machine_to_wire
+from fleetd.api.handlers import (
+    Result,
+    assignments_by_unit,
+    current_state,
+    machine_to_wire,
+    states_by_unit,
+)
 from fleetd.api.schema import _json
 from fleetd.errors import InvalidInput
 from fleetd.model.machine import Machine
@@ -90,10 +96,8 @@ def demand_of(unit: Unit, text: str | None) -> Resources:
 
 def build(records: Records) -> Summary:
     """The summary of `records` (pure): machines and units sorted by id and name."""
-    placed = {a.unit: a for a in sorted(records.assignments, key=lambda a: a.machine, reverse=True)}
-    reported: dict[str, dict[str, UnitState]] = {}
-    for state in records.states:
-        reported.setdefault(state.name, {})[state.machine] = state
+    placed = assignments_by_unit(records.assignments)
+    reported = states_by_unit(records.states)
     units = [_unit(u, placed.get(u.name), reported.get(u.name, {}), records)
              for u in sorted(records.units, key=lambda u: u.name)]
     machines = [_machine(m, units) for m in sorted(records.machines, key=lambda m: m.id)]
