@@ -19,6 +19,8 @@ import hmac
 from dataclasses import dataclass
 from importlib import resources
 
+from fleetd.api.access import REALM
+
 COOKIE = "fleetd_session"
 READ_METHODS = ("GET", "HEAD")
 ASSET_PATH = "/dashboard/{name}"
@@ -72,7 +74,7 @@ def refused(wrong: bool = False) -> Answer:
     problem = ("That token is not this cluster's API token." if wrong
                else "This dashboard needs the API token.")
     body = _LOGIN_PAGE.replace("{problem}", problem).encode()
-    headers = (("WWW-Authenticate", 'Bearer realm="fleetd"'),
+    headers = (("WWW-Authenticate", REALM),
                ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"), *_COMMON)
     return Answer(401, "text/html", body, headers)
 

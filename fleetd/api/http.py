@@ -251,10 +251,6 @@ async def _relayed(request: web.Request, exec_request: remote.ExecRequest) -> we
     return response
 
 
-async def _root(request: web.Request) -> web.Response:
-    return error_response(405, "only GET supported against this resource")
-
-
 async def get_leader(request: web.Request) -> web.Response:
     return _reply(await handlers.get_leader(_reg(request)))
 
@@ -379,7 +375,7 @@ def make_app(
         _add_routes(app, prefix)
     root = app.router.add_resource("/")
     root.add_route("GET", dashboard_page)
-    root.add_route("*", _root)
+    root.add_route("*", _only("GET"))
     app.router.add_get(dashboard_api.ASSET_PATH, dashboard_asset)
     if metrics is not None:
         _add_metrics(app, metrics)
