@@ -236,6 +236,27 @@ def _event(ev: rpc.Event) -> WatchEvent:
     return WatchEvent("put", ev.kv.key.decode(), ev.kv.value.decode(), ev.kv.mod_revision)
 
 
+# streams --------------------------------------------------------------------------------
+
+
+async def _first_write(call: grpc.aio.StreamStreamCall, request: object) -> None:
+    """Send a stream's first request, or fail at once if the call ends before it is sent.
+
+    grpc's `write` first waits for the call's initial metadata to go out. A call cancelled
+    while that is under way (its channel closed by `EtcdKV._rotate`) never sends it, and a
+    bare `write` would wait forever, with no error: the watch goes deaf. Cancelling the
+    write when the call ends turns that into an interrupted call (`RegistryUnavailable`).
+    """
+    if call.done():
+        raise RegistryUnavailable("etcd stream ended before it opened")
+    write = asyncio.ensure_future(call.write(request))
+    call.add_done_callback(lambda _: write.cancel())
+    try:
+        await write
+    except asyncio.InvalidStateError as exc:  # the call ended between the check and the write
+        raise RegistryUnavailable(f"etcd stream ended before it opened: {exc}") from exc
+
+
 # the adapter ------------------------------------------------------------------------------
 
 
@@ -451,10 +472,12 @@ class EtcdKV:
         raw = prefix.encode()
         create = rpc.WatchCreateRequest(key=raw, range_end=_prefix_end(raw),
                                         start_revision=max(start_revision, 0))
-        call = rpc.WatchStub(self._channel()).Watch(metadata=await self._md(*_REQUIRE_LEADER))
+        with self._guard("watch"):
+            metadata = await self._md(*_REQUIRE_LEADER)  # may await: pick the channel after it
+            call = rpc.WatchStub(self._channel()).Watch(metadata=metadata)
         try:
             with self._guard("watch"):
-                await call.write(rpc.WatchRequest(create_request=create))
+                await _first_write(call, rpc.WatchRequest(create_request=create))
             while True:
                 for event in await self._next_events(call):
                     yield event
