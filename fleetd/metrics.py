@@ -91,6 +91,12 @@ class Metrics:
         self.task_failures = Counter("fleet_agent_task_failure_count_total",
                                      "Agent tasks systemd refused or failed, by task", ["task"],
                                      registry=reg)
+        self.relist_catches = Counter("fleet_agent_relist_catches_total",
+                                      "Changes a safety-net listing found that the watches never "
+                                      "delivered (0 unless a watch is broken)", registry=reg)
+        self.passes_abandoned = Counter("fleet_agent_pass_abandoned_total",
+                                        "Agent passes abandoned after the pass timeout "
+                                        "(0 unless something hangs)", registry=reg)
         for task in AGENT_TASKS:
             self.tasks.labels(task)
             self.task_failures.labels(task)
@@ -138,6 +144,12 @@ class Metrics:
         self.tasks.labels(task).inc()
         if not ok:
             self.task_failures.labels(task).inc()
+
+    def agent_relist_catches(self, keys: int) -> None:
+        self.relist_catches.inc(keys)
+
+    def agent_pass_abandoned(self) -> None:
+        self.passes_abandoned.inc()
 
     # exposition ------------------------------------------------------------------------------
 

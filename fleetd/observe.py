@@ -78,6 +78,12 @@ class Recorder(Protocol):
     def agent_task(self, task: str, ok: bool) -> None:
         """One agent task (load, unload, reload, start, stop) done or failed."""
 
+    def agent_relist_catches(self, keys: int) -> None:
+        """A safety-net listing found `keys` changes the watches never delivered (a bug)."""
+
+    def agent_pass_abandoned(self) -> None:
+        """An agent pass ran past its timeout and was abandoned (a bug)."""
+
 
 class NoRecorder:
     """A `Recorder` that keeps nothing."""
@@ -99,4 +105,10 @@ class NoRecorder:
         return None
 
     def agent_task(self, task: str, ok: bool) -> None:
+        return None
+
+    def agent_relist_catches(self, keys: int) -> None:
+        return None
+
+    def agent_pass_abandoned(self) -> None:
         return None

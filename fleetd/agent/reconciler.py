@@ -13,7 +13,9 @@ the agent never reads the rest of the registry. A pass is gather -> plan_tasks (
   handed to the publisher to read back from systemd.
 Global units are decided here, with the rule the engine shares (fleetd.model.globals). Passes
 run when a mirror changes, and every RELIST_SECONDS otherwise, when both prefixes are also
-listed afresh (a safety net against a watch that stalls without an error).
+listed afresh and merged (an alarm for a watch that stops without an error: what a listing
+finds that the watch then never delivers is counted as a relist catch, and a pass abandoned
+after PASS_TIMEOUT is counted too; both stay 0 in a healthy cluster).
 
 Fencing: while the heart cannot prove this machine is alive (`Heart.fenced`), AtMostOnce units
 are kept stopped (desired state downgraded to loaded) so they are down before the engine may
@@ -86,9 +88,9 @@ class Agent:
         keys, kv = registry.keys, registry.kv
         self.assigned: Mirror[Assignment] = Mirror(kv, keys.assigned_to(machine.id),
                                                    registry.decode_assignment, self.wakeup.poke,
-                                                   self._watch_trouble)
+                                                   self._watch_trouble, self._caught)
         self.globals: Mirror[Unit] = Mirror(kv, keys.globals, registry.decode_global, self.wakeup.poke,
-                                            self._watch_trouble)
+                                            self._watch_trouble, self._caught)
         self._texts: dict[str, str] = {}
         self._requirements: dict[tuple[str, str], Requirements | None] = {}
         self._rescan_due = True
@@ -111,6 +113,10 @@ class Agent:
         else:
             self.log.warning("etcd unavailable; keeping units as they are", prefix=what, error=str(exc))
 
+    def _caught(self, missed: int) -> None:
+        self.recorder.agent_relist_catches(missed)
+        self.log.error("a relist found changes the watch never delivered", keys=missed)
+
     async def _loop(self) -> None:
         self.stall.begin()  # the first listings count as a pass: a hang there is reported too
         await self.assigned.ready.wait()
@@ -130,6 +136,7 @@ class Agent:
             except UnitManagerError as exc:
                 self.log.warning("systemd query failed; will retry", error=str(exc))
             except TimeoutError:
+                self.recorder.agent_pass_abandoned()
                 self.log.error("agent pass did not finish; abandoned, will retry",
                                seconds=PASS_TIMEOUT)
             finally:
@@ -138,17 +145,15 @@ class Agent:
             await self.wakeup.wait(self._next_wait(RELIST_SECONDS if done else RETRY_SECONDS))
 
     async def _relist_if_stale(self) -> None:
-        """List both prefixes afresh every RELIST_SECONDS: a safety net should a watch stall
-        without an error (two small reads per host and period)."""
+        """Check both mirrors against a fresh listing every RELIST_SECONDS: an alarm for a
+        watch that stops without an error (two small reads per host and period); what it
+        catches is counted (`Mirror.check`)."""
         now = asyncio.get_running_loop().time()
         if now - self._relisted_at < RELIST_SECONDS:
             return
         self._relisted_at = now
-        before = (dict(self.assigned.items), dict(self.globals.items))
-        await self.assigned.relist()
-        await self.globals.relist()
-        if (self.assigned.items, self.globals.items) != before:
-            self.log.warning("a relist found changes the watches had not delivered")
+        await self.assigned.check()
+        await self.globals.check()
 
     def _next_wait(self, normal: float) -> float:
         """`normal`, or less while AtMostOnce units wait out a lapsed lease."""
@@ -171,7 +176,7 @@ class Agent:
             self._relist_due = True
             return True
         if self._relist_due:
-            await self.assigned.relist()
+            await self.assigned.check()
             self._relist_due = False
             self.log.warning("fencing lifted: AtMostOnce units may run here again")
         return False
