@@ -32,6 +32,7 @@ from fleetd.config import FleetConfig
 from fleetd.engine.reconciler import Engine
 from fleetd.errors import FleetError
 from fleetd.logs import get_logger
+from fleetd.loop import spawn
 from fleetd.metrics import Metrics
 from fleetd.model.liveness import Liveness
 from fleetd.model.machine import Machine
@@ -58,14 +59,14 @@ class Node:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(watchdog(self.heart.timing.fence_after),
                                        name="systemd-watchdog"),
-                     group.create_task(self.heart.run(), name="heart")]
+                     spawn(group, self.heart.run(), "heart")]
             await _first(self.heart.registered.wait(), stop.wait())
-            tasks.append(group.create_task(self.agent.run(), name="agent"))
-            tasks.append(group.create_task(self.publisher.run(), name="publisher"))
+            tasks.append(spawn(group, self.agent.run(), "agent"))
+            tasks.append(spawn(group, self.publisher.run(), "publisher"))
             if self.executor is not None:
-                tasks.append(group.create_task(self.executor.run(), name="executor"))
+                tasks.append(spawn(group, self.executor.run(), "executor"))
             if self.engine is not None:
-                tasks.append(group.create_task(self.engine.run(), name="engine"))
+                tasks.append(spawn(group, self.engine.run(), "engine"))
             await stop.wait()
             for task in tasks:
                 task.cancel()

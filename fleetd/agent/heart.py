@@ -19,6 +19,7 @@ from typing import Any
 
 from fleetd.errors import RegistryUnavailable
 from fleetd.logs import get_logger
+from fleetd.loop import spawn
 from fleetd.model.liveness import Liveness
 from fleetd.model.machine import Machine
 from fleetd.registry.store import Registry
@@ -62,10 +63,10 @@ class Heart:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._beat_forever(), name="heart-beat")
-            group.create_task(self._fence_clock(), name="heart-fence-clock")
+            spawn(group, self._beat_forever(), "heart-beat")
+            spawn(group, self._fence_clock(), "heart-fence-clock")
             for companion in self._companions:
-                group.create_task(companion(), name="heart-companion")
+                spawn(group, companion(), "heart-companion")
 
     async def _beat_forever(self) -> None:
         """Keep-alive every `keepalive` s; after a failure, try again at once (the etcd client

@@ -34,7 +34,7 @@ from fleetd.agent.endpoints import EndpointBook
 from fleetd.agent.local import HostUnits
 from fleetd.errors import NotFound, RegistryUnavailable, UnitManagerError
 from fleetd.logs import get_logger
-from fleetd.loop import Wakeup
+from fleetd.loop import Wakeup, spawn
 from fleetd.model.states import SystemdState, UnitState
 from fleetd.registry.endpoints import endpoint_ops
 from fleetd.registry.store import Registry
@@ -109,8 +109,8 @@ class Publisher:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._write_loop(), name="publisher-write")
-            group.create_task(self._ask_loop(), name="publisher-ask")
+            spawn(group, self._write_loop(), "publisher-write")
+            spawn(group, self._ask_loop(), "publisher-ask")
 
     async def _write_loop(self) -> None:
         while True:

@@ -38,7 +38,7 @@ from fleetd.agent.planning import Current, Desired, Task, TaskKind, plan_tasks
 from fleetd.agent.publisher import Publisher
 from fleetd.errors import Compacted, InvalidInput, RegistryUnavailable, UnitManagerError
 from fleetd.logs import get_logger
-from fleetd.loop import Wakeup
+from fleetd.loop import Wakeup, spawn
 from fleetd.model.globals import globals_on
 from fleetd.model.liveness import Liveness
 from fleetd.model.machine import Machine
@@ -100,10 +100,10 @@ class Agent:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.assigned.run(), name="agent-watch-assign")
-            group.create_task(self.globals.run(), name="agent-watch-global")
-            group.create_task(self.stall.run(), name="agent-stall-watch")
-            group.create_task(self._loop(), name="agent-loop")
+            spawn(group, self.assigned.run(), "agent-watch-assign")
+            spawn(group, self.globals.run(), "agent-watch-global")
+            spawn(group, self.stall.run(), "agent-stall-watch")
+            spawn(group, self._loop(), "agent-loop")
 
     def _watch_trouble(self, what: str, exc: Exception) -> None:
         if isinstance(exc, InvalidInput):

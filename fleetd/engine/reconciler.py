@@ -28,7 +28,7 @@ from fleetd.engine.model import SECTIONS, Model
 from fleetd.engine.scheduler import BINPACK, Plan, schedule
 from fleetd.errors import Fenced, RegistryUnavailable
 from fleetd.logs import get_logger
-from fleetd.loop import Wakeup
+from fleetd.loop import Wakeup, spawn
 from fleetd.model.liveness import Liveness
 from fleetd.observe import NoRecorder, Recorder, by_category
 from fleetd.registry.kv import Op, WatchEvent
@@ -76,8 +76,8 @@ class Engine:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._watch_leader(), name="engine-leader-watch")
-            group.create_task(self._loop(), name="engine-loop")
+            spawn(group, self._watch_leader(), "engine-leader-watch")
+            spawn(group, self._loop(), "engine-loop")
 
     # leadership ----------------------------------------------------------------------------
 
@@ -157,8 +157,8 @@ class Engine:
                       assignments=len(model.assignments), seconds=round(time.monotonic() - started, 3))
         async with asyncio.TaskGroup() as group:
             for section, revision in revisions.items():
-                group.create_task(self._follow(model, section, revision), name=f"engine-{section}")
-            group.create_task(self._passes(model), name="engine-passes")
+                spawn(group, self._follow(model, section, revision), f"engine-{section}")
+            spawn(group, self._passes(model), "engine-passes")
 
     async def _relist(self, model: Model, section: str) -> int:
         listing = await self.registry.kv.get_prefix(model.prefix(section))
