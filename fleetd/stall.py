@@ -10,6 +10,8 @@ stack of the task running the pass (file:line function, innermost last), then ag
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 from typing import Any
 
 CHECK_SECONDS = 5.0
@@ -18,20 +20,34 @@ CHECK_SECONDS = 5.0
 def stack_of(task: asyncio.Task[Any], limit: int = 40) -> list[str]:
     """Where `task` is suspended, outermost frame first, as `file:line function`.
 
-    Follows the chain of awaited coroutines (`Task.get_stack` stops at the outermost one).
+    Follows the chain of awaited coroutines (`Task.get_stack` stops at the outermost one),
+    into async generators too (`async for` awaits the generator's `asend` object, which
+    names its generator only to the garbage collector).
     """
     frames: list[str] = []
     awaited: Any = task.get_coro()
     while awaited is not None and len(frames) < limit:
-        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        awaited = _generator_of(awaited)
+        frame = next((f for a in _FRAMES if (f := getattr(awaited, a, None)) is not None), None)
         if frame is None:
-            if not hasattr(awaited, "cr_await") and not hasattr(awaited, "gi_yieldfrom"):
+            if not any(hasattr(awaited, a) for a in _AWAITS):
                 frames.append(f"awaiting {type(awaited).__name__}")
             break
         code = frame.f_code
         frames.append(f"{code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {code.co_name}")
-        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        awaited = next((a for name in _AWAITS if (a := getattr(awaited, name, None)) is not None), None)
     return frames
+
+
+_FRAMES = ("cr_frame", "gi_frame", "ag_frame")
+_AWAITS = ("cr_await", "gi_yieldfrom", "ag_await")
+
+
+def _generator_of(awaited: Any) -> Any:
+    """The async generator behind an `asend`/`athrow` awaitable; anything else as it is."""
+    if type(awaited).__name__ not in ("async_generator_asend", "async_generator_athrow"):
+        return awaited
+    return next((r for r in gc.get_referents(awaited) if inspect.isasyncgen(r)), awaited)
 
 
 class StallWatch:
