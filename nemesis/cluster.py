@@ -11,6 +11,7 @@ test says what the tool said.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -182,6 +183,20 @@ class LocalCluster:
     def ssh_identity(self) -> str:
         """Path of the private key that logs in as root on every host (sshd on port 22)."""
         return str(self.state / "ssh" / "id_ed25519")
+
+    def scrape_metrics(self, name: str, timeout: float = 10) -> str:
+        """GET /metrics from host `name`'s fleetd over its API socket (as an operator's
+        `curl --unix-socket`); raises OSError if it does not answer."""
+        path = self.endpoint(name).removeprefix("unix://")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(b"GET /metrics HTTP/1.0\r\nHost: fleet\r\n\r\n")
+            raw = b"".join(iter(lambda: sock.recv(65536), b""))
+        head, _, body = raw.partition(b"\r\n\r\n")
+        if head.split(b" ", 2)[1:2] != [b"200"] or b"text/plain" not in head:
+            raise OSError(f"GET /metrics on {name}: {head.decode(errors='replace')}")
+        return body.decode()
 
     def is_cut(self, name: str) -> bool:
         out = _run(["ip", "-o", "link", "show", f"lc-{name}"], check=True, timeout=10).stdout

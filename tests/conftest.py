@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from bench.etcd_server import ETCD, EtcdCluster
+from nemesis.alarms import AlarmLedger, read_alarms
 from nemesis.cluster import ClusterError, LocalCluster
 
 
@@ -107,13 +108,42 @@ def destroy_all_units(lc: LocalCluster) -> None:
         lc.fleetctl("destroy", *units)
 
 
+@pytest.fixture(scope="session")
+def _alarm_ledger() -> AlarmLedger:
+    return AlarmLedger()
+
+
+def _alarm_readings(lc: LocalCluster) -> list[tuple[str, dict[str, float]]]:
+    """The agent alarms of every host whose fleetd answers (one powered off or frozen does not)."""
+    readings = []
+    for name in lc.running_hosts():
+        try:
+            readings.append((name, read_alarms(lc.scrape_metrics(name, timeout=3))))
+        except OSError:
+            continue
+    return readings
+
+
 @pytest.fixture(autouse=True)
-def _restore_cluster(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After a test: start hosts it powered off, heal hosts it cut, destroy units it made."""
+def _restore_cluster(request: pytest.FixtureRequest, _alarm_ledger: AlarmLedger) -> Iterator[None]:
+    """After a test: fail it if an agent alarm rose since the previous cluster test ended (a
+    relist caught what a watch missed, or a pass was abandoned; a catch is counted at the next
+    check, up to 15 s later); start hosts it powered off, heal hosts it cut, destroy units it
+    made."""
     lc, with_fleet = _local_cluster_of(request)
     yield
     if lc is None:
         return
+    rises = _alarm_ledger.rises(_alarm_readings(lc))
+    try:
+        _restore(lc, with_fleet)
+    finally:
+        if rises:
+            pytest.fail("agent alarms rose during this test (see fleetd's log on those hosts):\n"
+                        + "\n".join(rises), pytrace=False)
+
+
+def _restore(lc: LocalCluster, with_fleet: bool) -> None:
     lc.restore_etcd()
     for name in lc.hosts():
         if lc.is_cut(name):

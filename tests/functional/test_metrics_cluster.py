@@ -7,7 +7,6 @@ hosts' own systemd, as in test_units.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 import urllib.error
@@ -21,27 +20,13 @@ from test_units import HELLO, MOVE_TIMEOUT, active_on, host_of, leader, write_un
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape_socket(cluster: LocalCluster, host: str) -> str:
-    """GET /metrics over the host's API socket, as `curl --unix-socket ... http:/metrics`."""
-    path = cluster.endpoint(host).removeprefix("unix://")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(path)
-        sock.sendall(b"GET /metrics HTTP/1.0\r\nHost: fleet\r\n\r\n")
-        raw = b"".join(iter(lambda: sock.recv(65536), b""))
-    head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.split(b" ", 2)[1] == b"200", head.decode()
-    assert b"text/plain" in head
-    return body.decode()
-
-
 def parse(text: str) -> Samples:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def metrics(cluster: LocalCluster, host: str) -> Samples:
-    return parse(scrape_socket(cluster, host))
+    return parse(cluster.scrape_metrics(host))
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
