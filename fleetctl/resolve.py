@@ -1,4 +1,4 @@
-"""fleet's "lazy create" (§1.3): make sure every named unit exists in the registry.
+"""fleet's "lazy create": make sure every named unit exists in the registry.
 
 Owns where a unit's content comes from (the registry, a local file, a template in the registry,
 a template file next to the argument, or, for the instances `load`/`start` make of a template,
@@ -75,7 +75,7 @@ def local_unit_file(path: str) -> UnitFile | None:
 
 
 def find_source(path: str, name: str, registry: Registry) -> UnitFile:
-    """Content for a unit the registry lacks (§1.3 steps 2-4)."""
+    """Content for a unit the registry lacks (a local file, else the template it instantiates)."""
     if os.path.exists(path):
         return read_unit_file(path)
     info = parse_name(name)

@@ -1,4 +1,4 @@
-"""Blocking until units reach a state (fleet §1.4, with its documented bugs fixed).
+"""Blocking until units reach a state (as fleet's fleetctl blocked, with its known bugs fixed).
 
 Owns the poll cadence (every 250 ms; one attempt = ~2 s; `--block-attempts` N = N attempts,
 0 = forever), the `Unit X launched on 113f16a7.../10.0.0.1` / `Triggered unit X start` lines, and

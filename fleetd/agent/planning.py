@@ -1,6 +1,6 @@
 """Agent planning: the pure step from "what should run here" and "what is here" to systemd tasks.
 
-Owns fleet's per-unit task table (reference fleet.md §4.4) and the task order
+Owns fleet's per-unit task table (docs/architecture.md) and the task order
 unload < load < reload < stop < start, with one daemon-reload only when files changed.
 """
 

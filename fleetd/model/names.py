@@ -1,6 +1,6 @@
 """Unit names: turning a user's argument into a name, validating names, splitting templates.
 
-Owns fleet's name rules (reference fleet.md §1.2): which suffixes a bare argument may carry,
+Owns fleet's name rules (the "Bad input" table of docs/api.md): which suffixes a bare argument may carry,
 which unit types the API accepts, and how `web@1.service` relates to its template `web@.service`.
 """
 

@@ -1,6 +1,6 @@
 """A unit's placement requirements: the `[X-Fleet]` section, parsed, validated and matched.
 
-Owns fleet's option semantics (reference fleet.md §2, §2.1): aliases, quoted multi-values,
+Owns fleet's option semantics (docs/units.md, docs/scheduling.md): aliases, quoted multi-values,
 specifiers, metadata grouping (OR within a key, AND across keys), the validation table with
 fleet's messages, and the machine/conflict predicates the scheduler and agents share.
 """
