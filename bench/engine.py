@@ -10,6 +10,10 @@ engine is measured), then:
   bench@.service with ONE fleetctl command (`fleetctl start --no-block --instances N`) through
   an API server (another child process), and times fleetctl's launch -> every unit assigned.
 
+Then, on the same etcd with the engine stopped, the same keys and values are written again
+under another prefix as bare 128-op txns (`limit_s`, the physical floor): `limit_ratio` is how
+far above it the engine's time lies.
+
 "All placed" is read back from etcd (a count of assign/ keys, polled every few ms); then every
 assignment is listed and checked: each unit exactly once, on a registered machine. The engine
 child counts its own etcd requests; its CPU time is read from /proc.
@@ -30,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,9 +45,12 @@ from bench.record import record
 from bench.report import engine_markdown
 from fleetd.registry.etcd import EtcdKV
 from fleetd.registry.keys import Keys
-from fleetd.registry.kv import KV
+from fleetd.registry.kv import KV, Listing, Op, Put
+from fleetd.registry.store import txn_batches
 
 PREFIX = "/bench/"
+LIMIT_PREFIX = "/bench-limit"  # + the assignment's own key
+LIMIT_IN_FLIGHT = 4  # as many txns at once as the engine's commit sends (Registry.commit)
 TIMEOUT = 900.0
 
 
@@ -74,6 +81,8 @@ class Result:
     load_s: float | None = None  # from the engine's log: reading the registry at leadership
     decide_s: float | None = None  # ... scheduling (model -> plan), summed over logged passes
     commit_s: float | None = None  # ... writing the plans to etcd
+    limit_s: float | None = None  # the same keys written as bare 128-op txns (`commit_limit`)
+    limit_ratio: float | None = None  # seconds / limit_s
 
 
 SUITE = [Case(100, 1000), Case(100, 3000), Case(100, 10000), Case(1000, 1000), Case(1000, 10000),
@@ -102,8 +111,8 @@ async def _wait_placed(kv: KV, keys: Keys, units: int) -> float:
     return time.monotonic()
 
 
-async def _verify(kv: KV, keys: Keys, machine_ids: list[str], units: int) -> None:
-    """Every unit placed exactly once, on a registered machine."""
+async def _verify(kv: KV, keys: Keys, machine_ids: list[str], units: int) -> Listing:
+    """Every unit placed exactly once, on a registered machine; returns the assignments."""
     listing = await kv.get_prefix(keys.assign)
     pairs = [keys.split_pair(item.key, keys.assign) for item in listing.items]
     placed = [unit for _, unit in pairs]
@@ -112,6 +121,26 @@ async def _verify(kv: KV, keys: Keys, machine_ids: list[str], units: int) -> Non
         raise SystemExit(f"bench: {len(placed)} assignments for {len(set(placed))} of {units} units")
     if any(machine not in known for machine, _ in pairs):
         raise SystemExit("bench: a unit was placed on a machine that is not registered")
+    return listing
+
+
+async def commit_limit(kv: KV, placements: Listing, in_flight: int = LIMIT_IN_FLIGHT) -> float:
+    """Seconds to write the same keys and values as `placements` (under LIMIT_PREFIX) in
+    transactions cut as the engine cuts them (<= 128 ops), `in_flight` at a time, with
+    nothing else to do: no model, no decisions, no fence. The floor the engine is held to."""
+    ops = [Put(LIMIT_PREFIX + item.key, item.value) for item in placements.items]
+    batches = txn_batches(ops)
+    gate = asyncio.Semaphore(in_flight)
+
+    async def send(batch: Sequence[Op]) -> None:
+        async with gate:
+            await kv.txn((), batch)
+
+    started = time.monotonic()
+    async with asyncio.TaskGroup() as group:
+        for batch in batches:
+            group.create_task(send(batch))
+    return time.monotonic() - started
 
 
 class Run:
@@ -158,11 +187,13 @@ class Run:
             cpu = _cpu_seconds(engine.pid or 0) - cpu_before
             rss = _rss_mb(engine.pid or 0)
             counters = self.shared.read()
-            await _verify(kv, self.keys, machine_ids, self.case.units)
+            placements = await _verify(kv, self.keys, machine_ids, self.case.units)
+            self.stop()  # the limit is measured on an idle etcd
+            limit = await commit_limit(kv, placements)
         finally:
             await kv.close()
         phases = engine_phases(Path(self.log_path).read_text())
-        return _result(self.case, done - started, counters, cpu, submit, phases, rss)
+        return _result(self.case, done - started, counters, cpu, submit, phases, rss, limit)
 
     async def _live(self, kv: KV) -> tuple[float, float, float]:
         self.go.set()
@@ -204,7 +235,7 @@ def engine_phases(log: str) -> dict[str, float]:
 
 
 def _result(case: Case, seconds: float, counters: dict[str, int], cpu: float,
-            submit: float | None, phases: dict[str, float], rss: float) -> Result:
+            submit: float | None, phases: dict[str, float], rss: float, limit: float) -> Result:
     return Result(
         machines=case.machines, units=case.units, mode=case.mode, mix=case.mix,
         seconds=round(seconds, 4), placements_per_s=round(case.units / seconds, 1),
@@ -213,7 +244,8 @@ def _result(case: Case, seconds: float, counters: dict[str, int], cpu: float,
         engine_cpu_s=round(cpu, 2), engine_rss_mb=rss,
         txns_per_placement=round(counters["txns"] / case.units, 4),
         submit_seconds=round(submit, 3) if submit is not None else None,
-        load_s=phases.get("load_s"), decide_s=phases.get("decide_s"), commit_s=phases.get("commit_s"))
+        load_s=phases.get("load_s"), decide_s=phases.get("decide_s"), commit_s=phases.get("commit_s"),
+        limit_s=round(limit, 4), limit_ratio=round(seconds / limit, 2))
 
 
 def run_case(case: Case, data_dir: str | None = None) -> Result:
@@ -234,7 +266,8 @@ def best_of(case: Case, repeat: int, data_dir: str | None) -> Result:
 def _describe(r: Result) -> str:
     text = (f"{r.machines:>5} machines x {r.units:>6} units {r.mode:4} {r.mix:9}: {r.seconds:8.3f} s"
             f"  {r.placements_per_s:>9.0f}/s  txns {r.etcd_txns} ({r.txns_per_placement}/placement)"
-            f"  requests {r.etcd_requests}  reads {r.etcd_reads}  engine cpu {r.engine_cpu_s} s")
+            f"  requests {r.etcd_requests}  reads {r.etcd_reads}  engine cpu {r.engine_cpu_s} s"
+            f"  limit {r.limit_s} s ({r.limit_ratio}x)")
     return text + (f"  (fleetctl ran {r.submit_seconds} s)" if r.submit_seconds is not None else "")
 
 

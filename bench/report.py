@@ -18,7 +18,8 @@ COLUMNS = [("machines", "machines"), ("units", "units"), ("mode", "mode"), ("mix
            ("txns_per_placement", "txns/placement"), ("etcd_requests", "etcd requests"),
            ("etcd_reads", "reads"), ("engine_cpu_s", "engine CPU s"), ("engine_rss_mb", "engine RSS MiB"),
            ("load_s", "load s"),
-           ("decide_s", "decide s"), ("commit_s", "commit s"), ("submit_seconds", "fleetctl s")]
+           ("decide_s", "decide s"), ("commit_s", "commit s"), ("submit_seconds", "fleetctl s"),
+           ("limit_s", "limit s"), ("limit_ratio", "s / limit")]
 
 
 def machine_line() -> str:
@@ -82,6 +83,15 @@ def _txns(rs: Sequence[Any]) -> tuple[str, bool] | None:
     return (f"{worst} (highest)", worst <= 0.02) if worst is not None else None
 
 
+def _near_limit(machines: int, units: int) -> Callable[[Sequence[Any]], tuple[str, bool] | None]:
+    def check(rs: Sequence[Any]) -> tuple[str, bool] | None:
+        r = _find(rs, machines, units)
+        if r is None or getattr(r, "limit_ratio", None) is None:
+            return None
+        return f"{r.limit_ratio}x ({r.seconds} s / {r.limit_s} s)", r.limit_ratio <= 2.0
+    return check
+
+
 CHECKS: list[Check] = [
     ("100 x 1,000 cold <= 0.11 s (10x fleet's 1.11 s)", _cold_1000),
     ("100 x 3,000 <= 3.2x the 1,000-unit time (linear)", _linear),
@@ -89,6 +99,8 @@ CHECKS: list[Check] = [
     ("5,000 x 100,000 cold >= 2,000 placements/s", _cold_100000),
     ("live: 1,000 units in one fleetctl command -> all committed <= 1 s", _live),
     ("etcd txns per placement <= 0.02", _txns),
+    ("1,000 x 10,000 cold <= 2.0x the bare-txn limit", _near_limit(1000, 10000)),
+    ("5,000 x 100,000 cold <= 2.0x the bare-txn limit", _near_limit(5000, 100000)),
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bench.engine import Result, engine_phases
 from bench.report import table, targets
 from bench.seed import machines, unit_ops, unit_text
@@ -39,11 +41,20 @@ def test_targets_are_checked_against_the_runs_present() -> None:
     assert "100,000" not in text  # no such run, no line
 
 
+def test_the_limit_targets_compare_with_the_bare_txn_time() -> None:
+    near = replace(result(1000, 10000, 0.5), limit_s=0.3, limit_ratio=1.67)
+    far = replace(result(5000, 100000, 9.0), limit_s=3.0, limit_ratio=3.0)
+    text = targets([near, far])
+    assert "| 1,000 x 10,000 cold <= 2.0x the bare-txn limit | 1.67x (0.5 s / 0.3 s) | yes |" in text
+    assert "| 5,000 x 100,000 cold <= 2.0x the bare-txn limit | 3.0x (9.0 s / 3.0 s) | **no** |" in text
+    assert "bare-txn" not in targets([result(1000, 10000, 0.5)])  # no limit measured, no line
+
+
 def test_table_has_a_row_per_run_and_blank_cells_for_missing_figures() -> None:
     lines = table([result(100, 1000, 0.09)]).splitlines()
     assert len(lines) == 3
     assert lines[2].startswith("| 100 | 1000 | cold | plain | 0.09 |")
-    assert lines[2].endswith("|  |  |  |  |")
+    assert lines[2].endswith("|  |  |  |  |  |  |")
 
 
 def test_seed_writes_each_distinct_file_once_and_one_record_per_unit() -> None:
