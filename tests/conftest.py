@@ -128,7 +128,7 @@ def _alarm_readings(lc: LocalCluster) -> list[tuple[str, dict[str, float]]]:
 def _restore_cluster(request: pytest.FixtureRequest, _alarm_ledger: AlarmLedger) -> Iterator[None]:
     """After a test: fail it if an agent alarm rose since the previous cluster test ended (a
     relist caught what a watch missed, or a pass was abandoned; a catch is counted at the next
-    check, up to 15 s later); start hosts it powered off, heal hosts it cut, destroy units it
+    check, 15 to 30 s later); start hosts it powered off, heal hosts it cut, destroy units it
     made."""
     lc, with_fleet = _local_cluster_of(request)
     yield

@@ -10,8 +10,10 @@ Every key carries the revision it was last written at, and deletes leave a tombs
 the next listing, so a listing read while events are arriving never puts older state over
 newer: `merge_listing` keeps, key by key, whichever is newer. `check()` is the safety net:
 it lists afresh while the watch runs and merges; a key the listing had to correct is then
-expected from the watch, and one the watch still has not delivered by the next check is a
-catch (`on_catch`): the watch missed it. A healthy watch never causes one.
+expected from the watch, and one the watch still has not delivered `patience` seconds later
+(seen at a later check) is a catch (`on_catch`): the watch missed it. A healthy watch never
+causes one; the patience covers a watch that is still resuming after an outage, and two
+checks close together (the periodic one and the one after fencing is lifted).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ T = TypeVar("T")
 Decode = Callable[[str, str], T]
 OnError = Callable[[str, Exception], None]
 RETRY_SECONDS = 0.5
+PATIENCE_SECONDS = 10.0  # > the watch's longest backoff (5 s) plus a reconnect
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,8 @@ class Mirror(Generic[T]):
     """key -> decoded value for every key under `prefix`; `ready` once the first listing is in."""
 
     def __init__(self, kv: KV, prefix: str, decode: Decode[T], changed: Callable[[], None],
-                 on_error: OnError, on_catch: Callable[[int], None] = lambda n: None) -> None:
+                 on_error: OnError, on_catch: Callable[[int], None] = lambda n: None,
+                 patience: float = PATIENCE_SECONDS, clock: Callable[[], float] | None = None) -> None:
         self.kv = kv
         self.prefix = prefix
         self.items: dict[str, T] = {}
@@ -70,7 +74,9 @@ class Mirror(Generic[T]):
         self.ready = asyncio.Event()
         self._revisions: dict[str, int] = {}  # every key present, decodable or not
         self._tombstones: dict[str, int] = {}  # deletes seen since the last listing
-        self._expected: set[str] = set()  # corrected by the last check, not yet seen on the watch
+        self._expected: dict[str, float] = {}  # corrected by a check (when), not yet on the watch
+        self._patience = patience
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._decode = decode
         self._changed = changed
         self._on_error = on_error
@@ -91,13 +97,18 @@ class Mirror(Generic[T]):
 
     async def check(self) -> int:
         """List afresh while the watch runs and merge (see the module docstring); returns how
-        many corrections of the previous check the watch never delivered (also `on_catch`)."""
-        missed = len(self._expected)
-        if missed:
-            self._on_catch(missed)
+        many earlier corrections the watch has not delivered within `patience` (also told to
+        `on_catch`; each is counted once)."""
+        now = self._clock()
+        overdue = [key for key, noted in self._expected.items() if now - noted >= self._patience]
+        for key in overdue:
+            del self._expected[key]
+        if overdue:
+            self._on_catch(len(overdue))
         listing = await self.kv.get_prefix(self.prefix)
-        self._expected = self._merge(listing)
-        return missed
+        for key in self._merge(listing):
+            self._expected.setdefault(key, now)
+        return len(overdue)
 
     def _merge(self, listing: Listing) -> set[str]:
         merged = merge_listing(self._revisions, self._tombstones, listing)
@@ -113,7 +124,7 @@ class Mirror(Generic[T]):
         return set(merged.puts) | merged.deletes
 
     def apply(self, event: WatchEvent) -> None:
-        self._expected.discard(event.key)
+        self._expected.pop(event.key, None)
         if event.mod_revision <= self._revisions.get(event.key, 0):
             return  # a check already merged this key at this revision or a newer one
         if event.kind == "put":

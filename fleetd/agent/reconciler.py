@@ -88,9 +88,10 @@ class Agent:
         keys, kv = registry.keys, registry.kv
         self.assigned: Mirror[Assignment] = Mirror(kv, keys.assigned_to(machine.id),
                                                    registry.decode_assignment, self.wakeup.poke,
-                                                   self._watch_trouble, self._caught)
+                                                   self._watch_trouble, self._caught,
+                                                   patience=RELIST_SECONDS)
         self.globals: Mirror[Unit] = Mirror(kv, keys.globals, registry.decode_global, self.wakeup.poke,
-                                            self._watch_trouble, self._caught)
+                                            self._watch_trouble, self._caught, patience=RELIST_SECONDS)
         self._texts: dict[str, str] = {}
         self._requirements: dict[tuple[str, str], Requirements | None] = {}
         self._rescan_due = True
