@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stop_at_most_once(config: str | None) -> int:
-    from fleetd.fence import stop_at_most_once
+    from fleetd.stop_at_most_once import stop_at_most_once
 
     try:
         cfg, _ = load_config(config)

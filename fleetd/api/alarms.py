@@ -1,6 +1,6 @@
 """API v1 alarms: what the engine raised for operators (GET), and their acknowledgement (DELETE).
 
-The leader writes alarms/<kind> (today only `mass-failure`, see fleetd.engine.brake); deleting
+The leader writes alarms/<kind> (today only `mass-failure`, see fleetd.engine.departure_memory); deleting
 it is how an operator confirms that the machines the brake holds are gone.
 """
 

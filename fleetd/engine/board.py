@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fleetd.engine.decision import Snapshot
 from fleetd.engine.order import UNLIMITED, MachineOrder
-from fleetd.engine.plan import Snapshot
 from fleetd.model.globals import globals_on
 from fleetd.model.machine import Machine
 from fleetd.model.metadata import MetadataRequirement

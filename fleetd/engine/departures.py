@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 
-from fleetd.engine.plan import Snapshot
+from fleetd.engine.decision import Snapshot
 from fleetd.model.liveness import Liveness
 from fleetd.registry import codec
 

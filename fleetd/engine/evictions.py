@@ -10,7 +10,7 @@ Capacity is not re-checked for existing placements: a running unit is never move
 from __future__ import annotations
 
 from fleetd.engine.board import Board
-from fleetd.engine.plan import Evict, Snapshot
+from fleetd.engine.decision import Evict, Snapshot
 from fleetd.model.machine import Machine
 from fleetd.model.names import parse_name
 from fleetd.model.requirements import (

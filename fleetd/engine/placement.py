@@ -16,8 +16,8 @@ import heapq
 from dataclasses import dataclass
 
 from fleetd.engine.board import UNLIMITED, Board, fits
+from fleetd.engine.decision import BINPACK, Evict, Pending, Place, Snapshot, UnitSpec
 from fleetd.engine.evictions import machine_refusal
-from fleetd.engine.plan import BINPACK, Evict, Pending, Place, Snapshot, UnitSpec
 from fleetd.engine.reasons import Refusal, known, summarize
 from fleetd.model.names import parse_name
 from fleetd.model.requirements import replaces

@@ -3,7 +3,7 @@
 Every fleetd without disable_engine runs one and watches only the leader key until it wins
 the campaign. The leader then reads machines/, assign/, pending/ and units/ in one txn (one
 consistent snapshot), follows each prefix with a watch from that revision on, and keeps
-`fleetd.engine.model.Model` up to date from the events. A pass reads nothing from etcd (only
+`fleetd.engine.view.LeaderView` up to date from the events. A pass reads nothing from etcd (only
 a unit file the model has never seen is fetched, once per content hash); it runs when the
 model changed since the last pass, and its writes go out in fenced txns of at most 128 ops,
 a few in flight at once, evictions before placements. A prefix is listed again only after a
@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from fleetd.engine.brake import Departures
+from fleetd.engine.departure_memory import Departures
 from fleetd.engine.departures import Holds, restrict
-from fleetd.engine.model import SECTIONS, Model
-from fleetd.engine.scheduler import BINPACK, Plan, schedule
+from fleetd.engine.scheduler import BINPACK, Decision, schedule
+from fleetd.engine.view import SECTIONS, LeaderView
 from fleetd.errors import Fenced, RegistryUnavailable
 from fleetd.logs import get_logger
 from fleetd.loop import Wakeup, spawn
@@ -66,7 +66,7 @@ class Engine:
         self.interval = interval
         self.policy = policy
         self.token: int | None = None
-        self.model: Model | None = None
+        self.model: LeaderView | None = None
         self.wakeup = Wakeup()
         self._deposed = False
         self._decided: tuple[object, ...] = ()  # (model version, holds) the last complete pass decided on
@@ -144,7 +144,7 @@ class Engine:
 
     async def _lead_session(self) -> None:
         """Build the model, follow the registry and schedule until leadership is lost."""
-        model = Model(self.registry.keys)
+        model = LeaderView(self.registry.keys)
         started = time.monotonic()
         listings = await self.registry.kv.get_prefixes([model.prefix(s) for s in SECTIONS])
         revisions = {}
@@ -160,13 +160,13 @@ class Engine:
                 spawn(group, self._follow(model, section, revision), f"engine-{section}")
             spawn(group, self._passes(model), "engine-passes")
 
-    async def _relist(self, model: Model, section: str) -> int:
+    async def _relist(self, model: LeaderView, section: str) -> int:
         listing = await self.registry.kv.get_prefix(model.prefix(section))
         model.load(section, listing.items, listing.revision)
         self.wakeup.poke()
         return listing.revision
 
-    async def _follow(self, model: Model, section: str, revision: int) -> None:
+    async def _follow(self, model: LeaderView, section: str, revision: int) -> None:
         def on_event(event: WatchEvent) -> None:
             if model.apply(event):
                 self.wakeup.poke()
@@ -176,7 +176,7 @@ class Engine:
                      functools.partial(self._relist, model, section),
                      on_error=functools.partial(self._watch_interrupted, prefix))
 
-    async def _passes(self, model: Model) -> None:
+    async def _passes(self, model: LeaderView) -> None:
         while True:
             if self._deposed:
                 raise LostLeadership("the leader key was deleted or taken over")
@@ -193,7 +193,7 @@ class Engine:
             return self.interval
         return min(self.interval, max(0.05, self._due - self.clock()))
 
-    async def reconcile(self, model: Model) -> None:
+    async def reconcile(self, model: LeaderView) -> None:
         """One pass, if the model or the holds changed since the last one: decide and commit."""
         await self._fetch_files(model)
         holds = self._holds(model)
@@ -224,13 +224,13 @@ class Engine:
         self._report(plan, txns, decided - started, time.monotonic() - decided)
         self._record(plan, held, time.monotonic() - started)
 
-    def _record(self, plan: Plan, held: dict[str, str], seconds: float) -> None:
+    def _record(self, plan: Decision, held: dict[str, str], seconds: float) -> None:
         """Tell the recorder about a committed pass (reasons counted once per distinct text)."""
         pending = [*(p.reason for p in plan.pending), *held.values()]
         self.recorder.engine_pass(seconds, len(plan.placements), len(plan.updates),
                                   by_category(e.reason for e in plan.evictions), by_category(pending))
 
-    def _holds(self, model: Model) -> Holds:
+    def _holds(self, model: LeaderView) -> Holds:
         """Which vanished machines' units to leave alone this pass (settling, fencing, brake)."""
         braked_before = self.departures.braked
         holds = self.departures.holds(model, self.clock())
@@ -243,17 +243,17 @@ class Engine:
                              live=len(model.machines))
         return holds
 
-    async def _fetch_files(self, model: Model) -> None:
+    async def _fetch_files(self, model: LeaderView) -> None:
         """Read the unit files the model lacks: once per content hash, never per placement."""
         for digest in sorted(model.missing_files()):
             for problem in model.add_file(digest, await self.registry.get_file(digest)):
                 self.log.error("unit cannot be scheduled", problem=problem)
 
-    def _evict_ops(self, plan: Plan) -> list[Op]:
+    def _evict_ops(self, plan: Decision) -> list[Op]:
         return [self.registry.evict_op(e.unit, e.machine) for e in plan.evictions]
 
 
-    def _pending_ops(self, plan: Plan, held: dict[str, str], stored: dict[str, str]) -> list[Op]:
+    def _pending_ops(self, plan: Decision, held: dict[str, str], stored: dict[str, str]) -> list[Op]:
         """Write reasons that are new or changed; clear those of units no longer pending."""
         reasons = {p.unit: p.reason for p in plan.pending} | held
         ops = [self.registry.pending_op(u, r) for u, r in sorted(reasons.items()) if stored.get(u) != r]
@@ -261,7 +261,7 @@ class Engine:
 
     # logging ---------------------------------------------------------------------------------
 
-    def _report(self, plan: Plan, txns: int, decide_s: float, commit_s: float) -> None:
+    def _report(self, plan: Decision, txns: int, decide_s: float, commit_s: float) -> None:
         actions = len(plan.evictions) + len(plan.updates) + len(plan.placements)
         detail = self.log.info if actions <= DETAIL_LIMIT else self.log.debug
         for e in plan.evictions:
@@ -281,7 +281,7 @@ class Engine:
             self.log.debug("plan committed", txns=txns, decide_s=round(decide_s, 4),
                            commit_s=round(commit_s, 4))
 
-    def _report_pending(self, plan: Plan) -> None:
+    def _report_pending(self, plan: Decision) -> None:
         pending = {p.unit: p.reason for p in plan.pending}
         fresh = {u: r for u, r in pending.items() if self._last_pending.get(u) != r}
         detail = self.log.warning if len(fresh) <= DETAIL_LIMIT else self.log.debug

@@ -9,34 +9,34 @@ for itself), but they count toward load, conflicts and resources.
 
 from __future__ import annotations
 
-from fleetd.engine.evictions import evictions
-from fleetd.engine.placement import place_all
-from fleetd.engine.plan import (
+from fleetd.engine.decision import (
     BINPACK,
     SPREAD,
+    Decision,
     Evict,
     Pending,
     Place,
-    Plan,
     Snapshot,
     UnitSpec,
     Update,
 )
+from fleetd.engine.evictions import evictions
+from fleetd.engine.placement import place_all
 from fleetd.model.unit import Assignment, Unit
 
 __all__ = [
-    "BINPACK", "SPREAD", "Evict", "Pending", "Place", "Plan", "Snapshot", "UnitSpec", "Update",
+    "BINPACK", "SPREAD", "Evict", "Pending", "Place", "Decision", "Snapshot", "UnitSpec", "Update",
     "schedule",
 ]
 
 
-def schedule(snapshot: Snapshot) -> Plan:
+def schedule(snapshot: Snapshot) -> Decision:
     """Decide evictions, in-place updates and placements for one reconcile pass."""
     kept, evicted, board = evictions(snapshot)
     board.add_globals()
     outcome = place_all(snapshot, board)
     still = [name for name in kept if board.where.get(name) == snapshot.assignments[name].machine]
-    return Plan(
+    return Decision(
         evictions=tuple(evicted + outcome.evictions),
         placements=tuple(outcome.placements),
         updates=_updates(snapshot, still),

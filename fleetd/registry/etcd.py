@@ -1,10 +1,11 @@
 """The KV port on a real etcd v3 cluster: the only module that imports aetcd and grpc.
 
-`EtcdKV` owns the gRPC channel and everything fleetd needs that aetcd's `Client` lacks: a list of endpoints as one multi-address gRPC target
-with pick_first (failover), keepalive with a ping timeout (a hung member is detected), a
-deadline on every unary call, TLS, user/password auth (the token etcd trades for them is sent
-on every call and fetched again after it expires), one watch stream per `watch_prefix` with the
-`hasleader` guard, and translation of gRPC errors into `fleetd.errors`.
+`EtcdKV` owns the gRPC channel and everything fleetd needs that aetcd's `Client` lacks: a
+list of endpoints as one multi-address gRPC target with pick_first (failover), keepalive with
+a ping timeout (a hung member is detected), a deadline on every unary call, TLS,
+user/password auth (the token etcd trades for them is sent on every call and fetched again
+after it expires), one watch stream per `watch_prefix` with the `hasleader` guard, and
+translation of gRPC errors into `fleetd.errors`.
 
 It drives aetcd's generated etcd stubs (`aetcd.rpc`) directly rather than `aetcd.Client`,
 whose channel cannot use TLS and whose shared watch stream hides stream ends.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fleetd.engine.decision import Snapshot, UnitSpec
 from fleetd.engine.departures import (
     Holds,
     alarm_record,
@@ -12,7 +13,6 @@ from fleetd.engine.departures import (
     restrict,
     track,
 )
-from fleetd.engine.plan import Snapshot, UnitSpec
 from fleetd.model.liveness import Liveness
 from fleetd.model.machine import Machine
 from fleetd.model.requirements import Requirements

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fleetd.engine.scheduler import Plan, Snapshot, UnitSpec, schedule
+from fleetd.engine.scheduler import Decision, Snapshot, UnitSpec, schedule
 from fleetd.model.machine import Machine
 from fleetd.model.metadata import parse_metadata
 from fleetd.model.requirements import (
@@ -38,15 +38,15 @@ def snap(units: list[UnitSpec], machines: list[Machine], assigned: Mapping[str, 
     return Snapshot({s.unit.name: s for s in units}, {m.id: m for m in machines}, assignments)
 
 
-def placed(plan: Plan) -> dict[str, str]:
+def placed(plan: Decision) -> dict[str, str]:
     return {p.assignment.unit: p.assignment.machine for p in plan.placements}
 
 
-def pending(plan: Plan) -> dict[str, str]:
+def pending(plan: Decision) -> dict[str, str]:
     return {p.unit: p.reason for p in plan.pending}
 
 
-def evicted(plan: Plan) -> dict[str, str]:
+def evicted(plan: Decision) -> dict[str, str]:
     return {e.unit: e.reason for e in plan.evictions}
 
 
@@ -81,7 +81,7 @@ def test_placement_carries_hash_and_desired_state() -> None:
 def test_inactive_and_global_units_are_not_placed() -> None:
     units = [spec("off.service", INACTIVE), spec("g.service", is_global=True)]
     plan = schedule(snap(units, [machine(M1)]))
-    assert plan == Plan()
+    assert plan == Decision()
 
 
 def test_templates_are_pending() -> None:
@@ -235,4 +235,4 @@ def test_update_when_hash_or_desired_state_changes() -> None:
 def test_steady_state_is_empty() -> None:
     units = [spec("a.service"), spec("b.service")]
     plan = schedule(snap(units, [machine(M1), machine(M2)], {"a.service": M1, "b.service": M2}))
-    assert plan.is_empty and plan == Plan()
+    assert plan.is_empty and plan == Decision()

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleetd.engine.scheduler import Plan, Snapshot, UnitSpec, schedule
+from fleetd.engine.scheduler import Decision, Snapshot, UnitSpec, schedule
 from fleetd.errors import InvalidRequirements
 from fleetd.model.globals import globals_on
 from fleetd.model.machine import Machine
@@ -141,7 +141,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
     return Snapshot(units, found, assignments, draw(CLUSTER_POLICY))
 
 
-def applied(snapshot: Snapshot, plan: Plan) -> dict[str, Assignment]:
+def applied(snapshot: Snapshot, plan: Decision) -> dict[str, Assignment]:
     """The assignments after the plan: evictions, then updates and placements."""
     result = dict(snapshot.assignments)
     for evict in plan.evictions:
@@ -278,7 +278,7 @@ def test_nothing_lost_or_duplicated(snapshot: Snapshot) -> None:
         assert update.assignment.machine == snapshot.assignments[update.assignment.unit].machine
 
 
-def _scoring_every_machine(snapshot: Snapshot) -> Plan:
+def _scoring_every_machine(snapshot: Snapshot) -> Decision:
     """The plan with the shortcut of `placement._quick` turned off: every machine is scored."""
     with patch("fleetd.engine.placement._quick", return_value=None):
         return schedule(snapshot)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 from test_scheduler import evicted, pending, placed  # the plan readers fleet's rule tests use
 
-from fleetd.engine.scheduler import BINPACK, SPREAD, Evict, Plan, Snapshot, UnitSpec, schedule
+from fleetd.engine.scheduler import BINPACK, SPREAD, Decision, Evict, Snapshot, UnitSpec, schedule
 from fleetd.model.machine import Machine
 from fleetd.model.metadata import parse_metadata
 from fleetd.model.requirements import Requirements
@@ -90,7 +90,7 @@ def test_units_placed_in_the_same_pass_use_room() -> None:
 def test_existing_units_are_never_moved_for_capacity() -> None:
     units = [spec("a.service", memory=2 * G), spec("b.service", memory=2 * G)]
     plan = schedule(snap(units, [machine(M1, memory=3 * G), machine(M2)], {"a.service": M1, "b.service": M1}))
-    assert plan == Plan()
+    assert plan == Decision()
 
 
 @pytest.mark.parametrize(
@@ -403,7 +403,7 @@ def test_circular_replaces_are_ignored() -> None:
     assert placed(plan) == {"a.service": M1}
     assert plan.evictions == ()
     kept = schedule(snap(units, [machine(M1)], {"a.service": M1, "b.service": M1}))
-    assert kept == Plan()
+    assert kept == Decision()
 
 
 @pytest.mark.parametrize(("replacer", "replaced"), [("a.service", "b.service"), ("b.service", "a.service")])
@@ -479,7 +479,7 @@ def test_unit_refused_because_of_a_global_unit_is_tried_again_after_later_placem
 def test_assigned_unit_conflicting_with_a_global_unit_is_kept() -> None:
     units = [spec("g.service", is_global=True), spec("a.service", conflicts=("g.service",))]
     plan = schedule(snap(units, [machine(M1)], {"a.service": M1}))
-    assert plan == Plan()
+    assert plan == Decision()
 
 
 def test_global_unit_conflicting_with_an_earlier_global_unit_does_not_count() -> None:

@@ -1,10 +1,10 @@
-"""The leader's in-memory model (fleetd.engine.model): listings, events, own writes, unit files."""
+"""The leader's in-memory model (fleetd.engine.view): listings, events, own writes, unit files."""
 
 from __future__ import annotations
 
 import pytest
 
-from fleetd.engine.model import Model
+from fleetd.engine.view import LeaderView
 from fleetd.model.machine import Machine
 from fleetd.model.states import TargetState
 from fleetd.model.unit import Assignment, Unit
@@ -42,13 +42,13 @@ def assignment_value(name: str, machine: str) -> tuple[str, str]:
 
 
 @pytest.fixture
-def model() -> Model:
-    m = Model(KEYS)
+def model() -> LeaderView:
+    m = LeaderView(KEYS)
     m.add_file(PLAIN.hash, PLAIN.serialize())
     return m
 
 
-def test_listing_replaces_a_section_and_counts_as_a_change(model: Model) -> None:
+def test_listing_replaces_a_section_and_counts_as_a_change(model: LeaderView) -> None:
     model.apply(unit_event(unit("old.service"), 3))
     before = model.version
     model.load("units", [KeyValue(KEYS.unit("a.service"), codec.encode_unit(unit("a.service")), 5, 5)], 9)
@@ -68,14 +68,14 @@ def test_listing_replaces_a_section_and_counts_as_a_change(model: Model) -> None
     (put(KEYS.leader, "someone", 20), False),  # not a section the model keeps
 ])
 def test_events_change_the_model_only_when_they_say_something_new(
-        model: Model, event: WatchEvent, changes: bool) -> None:
+        model: LeaderView, event: WatchEvent, changes: bool) -> None:
     model.apply(unit_event(unit("a.service"), 10))
     before = model.version
     assert model.apply(event) is changes
     assert (model.version > before) is changes
 
 
-def test_own_writes_are_recorded_and_their_echo_ignored(model: Model) -> None:
+def test_own_writes_are_recorded_and_their_echo_ignored(model: LeaderView) -> None:
     key, value = assignment_value("a.service", M1)
     model.record_commit([Put(key, value)], 30)
     assert model.assignments["a.service"].machine == M1
@@ -87,7 +87,7 @@ def test_own_writes_are_recorded_and_their_echo_ignored(model: Model) -> None:
     assert model.apply(put(key, value, 30)) is False  # a late echo does not bring it back
 
 
-def test_deleting_an_old_assignment_keeps_the_units_new_one(model: Model) -> None:
+def test_deleting_an_old_assignment_keeps_the_units_new_one(model: LeaderView) -> None:
     old_key, old_value = assignment_value("a.service", M1)
     new_key, new_value = assignment_value("a.service", M2)
     model.apply(put(old_key, old_value, 5))
@@ -96,7 +96,7 @@ def test_deleting_an_old_assignment_keeps_the_units_new_one(model: Model) -> Non
     assert model.assignments["a.service"].machine == M2
 
 
-def test_pending_reasons_follow_their_keys(model: Model) -> None:
+def test_pending_reasons_follow_their_keys(model: LeaderView) -> None:
     model.apply(put(KEYS.pending_reason("a.service"), "no machine", 5))
     assert model.pending == {"a.service": "no machine"}
     model.apply(delete(KEYS.pending_reason("a.service"), 6))
@@ -104,7 +104,7 @@ def test_pending_reasons_follow_their_keys(model: Model) -> None:
 
 
 def test_a_unit_waits_for_its_file_then_every_unit_using_it_gets_a_spec() -> None:
-    model = Model(KEYS)
+    model = LeaderView(KEYS)
     for i, name in enumerate(["web@1.service", "web@2.service", "solo.service"]):
         model.apply(unit_event(unit(name, PINNED.hash), 10 + i))
     assert model.missing_files() == {PINNED.hash}
@@ -122,7 +122,7 @@ def test_a_unit_waits_for_its_file_then_every_unit_using_it_gets_a_spec() -> Non
 ])
 def test_units_whose_file_is_missing_or_invalid_are_left_out_with_a_reason(
         text: str | None, problem: str) -> None:
-    model = Model(KEYS)
+    model = LeaderView(KEYS)
     model.apply(unit_event(unit("bad.service", BROKEN_HASH), 10))
     problems = model.add_file(BROKEN_HASH, text)
     assert len(problems) == 1 and problem in problems[0]
@@ -131,7 +131,7 @@ def test_units_whose_file_is_missing_or_invalid_are_left_out_with_a_reason(
     assert model.missing_files() == set()  # not fetched again on every pass
 
 
-def test_snapshot_is_a_copy_the_model_can_change_under(model: Model) -> None:
+def test_snapshot_is_a_copy_the_model_can_change_under(model: LeaderView) -> None:
     model.apply(unit_event(unit("a.service"), 10))
     snapshot = model.snapshot("spread")
     model.apply(delete(KEYS.unit("a.service"), 11))

@@ -1,4 +1,5 @@
-"""The scheduler's input and output records (pure data): the snapshot it reads, the plan it returns."""
+"""The scheduler's input and output records (pure data): the `Snapshot` it reads and the
+`Decision` it returns (evictions, placements, updates, pending units)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ class Pending:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class Decision:
     """Evictions first, then updates and placements; pending units are information only."""
 
     evictions: tuple[Evict, ...] = ()

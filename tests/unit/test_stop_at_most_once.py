@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetd.fence import at_most_once_units
+from fleetd.stop_at_most_once import at_most_once_units
 
 
 def test_only_at_most_once_units_are_picked(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from fleetd.engine.plan import BINPACK, Snapshot, UnitSpec
+from fleetd.engine.decision import BINPACK, Snapshot, UnitSpec
 from fleetd.errors import InvalidInput
 from fleetd.model.machine import Machine
 from fleetd.model.requirements import Requirements, parse_requirements
@@ -31,7 +31,7 @@ SECTIONS = ("machines", "assign", "pending", "units", "alarms")
 T = TypeVar("T")
 
 
-class Model:
+class LeaderView:
     """Units, machines, assignments and pending reasons as of the last event seen."""
 
     def __init__(self, keys: Keys) -> None:

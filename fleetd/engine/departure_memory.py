@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from fleetd.engine import departures
 from fleetd.engine.departures import MASS_FAILURE, Holds
-from fleetd.engine.model import Model
+from fleetd.engine.view import LeaderView
 from fleetd.model.liveness import Liveness
 from fleetd.registry import codec
 from fleetd.registry.kv import Op
@@ -40,7 +40,7 @@ class Departures:
         self._since = ""
         self._wall_clock = wall_clock
 
-    def resume(self, model: Model) -> None:
+    def resume(self, model: LeaderView) -> None:
         """At the start of a leader session: go on braking where a previous leader stopped."""
         record = model.alarms.get(MASS_FAILURE)
         if record is not None:
@@ -48,7 +48,7 @@ class Departures:
             self._alarm_seen = True
         self._live = frozenset(model.machines)
 
-    def holds(self, model: Model, now: float) -> Holds:
+    def holds(self, model: LeaderView, now: float) -> Holds:
         live = frozenset(model.machines)
         referenced = {a.machine for a in model.assignments.values()}
         self._notice_confirmation(model)
@@ -60,7 +60,7 @@ class Departures:
         self._live, self.braked = live, holds.braked
         return holds
 
-    def _notice_confirmation(self, model: Model) -> None:
+    def _notice_confirmation(self, model: LeaderView) -> None:
         """The alarm we raised is gone: an operator confirmed the braked machines are dead."""
         raised = MASS_FAILURE in model.alarms
         if self.braked and self._alarm_seen and not raised:
@@ -68,7 +68,8 @@ class Departures:
             self.braked = frozenset()
         self._alarm_seen = raised
 
-    def alarm_ops(self, model: Model, holds: Holds, make_op: Callable[[str, str | None], Op]) -> list[Op]:
+    def alarm_ops(self, model: LeaderView, holds: Holds,
+                  make_op: Callable[[str, str | None], Op]) -> list[Op]:
         """Raise, update or clear alarms/mass-failure to match `holds`."""
         stored = model.alarms.get(MASS_FAILURE)
         if not holds.braked:
