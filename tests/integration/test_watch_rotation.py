@@ -79,21 +79,30 @@ async def first_event(kv: EtcdKV, writer: EtcdKV, prefix: str,
         await asyncio.gather(follower, return_exceptions=True)
 
 
-async def test_a_rotation_while_the_stream_opens_does_not_deafen_the_watch(
-        etcd: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def watch_through(etcd: Any, monkeypatch: pytest.MonkeyPatch,
+                        fault: Callable[[EtcdKV, Any], None]) -> tuple[WatchEvent, list[Exception], int]:
+    """Follow a fresh prefix with `fault(kv, call)` applied to the first Watch call; the first
+    event, the errors the follower reported, and how many Watch calls were made."""
     kv, writer = EtcdKV(etcd.endpoints), EtcdKV(etcd.endpoints)
     prefix = f"/test/{uuid.uuid4().hex[:8]}/"
     await kv.get(prefix)  # the first channel is up before the fault
-    loop = asyncio.get_running_loop()
-    created = fault_on_first_watch(monkeypatch, lambda call: loop.call_soon(kv._rotate))
+    created = fault_on_first_watch(monkeypatch, lambda call: fault(kv, call))
     errors: list[Exception] = []
     try:
         event = await first_event(kv, writer, prefix, errors)
     finally:
         await kv.close()
         await writer.close()
-    assert (event.kind, event.key, event.value) == ("put", prefix + "a", "1")
-    assert len(created) >= 2, "the interrupted watch was opened again"
+    assert (event.kind, event.key.removeprefix(prefix), event.value) == ("put", "a", "1")
+    return event, errors, len(created)
+
+
+async def test_a_rotation_while_the_stream_opens_does_not_deafen_the_watch(
+        etcd: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    _, errors, created = await watch_through(
+        etcd, monkeypatch, lambda kv, call: loop.call_soon(kv._rotate))
+    assert created >= 2, "the interrupted watch was opened again"
     assert any(isinstance(e, RegistryUnavailable) for e in errors), errors
 
 
@@ -101,14 +110,5 @@ async def test_a_watch_call_that_ended_before_its_first_write_is_retried(
         etcd: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A call cancelled before its set-up began: grpc raises InvalidStateError on the write,
     which must come out as RegistryUnavailable (retried), not crash the follower."""
-    kv, writer = EtcdKV(etcd.endpoints), EtcdKV(etcd.endpoints)
-    prefix = f"/test/{uuid.uuid4().hex[:8]}/"
-    fault_on_first_watch(monkeypatch, lambda call: call.cancel())
-    errors: list[Exception] = []
-    try:
-        event = await first_event(kv, writer, prefix, errors)
-    finally:
-        await kv.close()
-        await writer.close()
-    assert event.key == prefix + "a"
+    _, errors, _ = await watch_through(etcd, monkeypatch, lambda kv, call: call.cancel())
     assert [type(e) for e in errors] == [RegistryUnavailable]
