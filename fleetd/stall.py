@@ -28,19 +28,25 @@ def stack_of(task: asyncio.Task[Any], limit: int = 40) -> list[str]:
     awaited: Any = task.get_coro()
     while awaited is not None and len(frames) < limit:
         awaited = _generator_of(awaited)
-        frame = next((f for a in _FRAMES if (f := getattr(awaited, a, None)) is not None), None)
+        frame = _first_attribute(awaited, _FRAMES)
         if frame is None:
             if not any(hasattr(awaited, a) for a in _AWAITS):
                 frames.append(f"awaiting {type(awaited).__name__}")
             break
         code = frame.f_code
         frames.append(f"{code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {code.co_name}")
-        awaited = next((a for name in _AWAITS if (a := getattr(awaited, name, None)) is not None), None)
+        awaited = _first_attribute(awaited, _AWAITS)
     return frames
 
 
 _FRAMES = ("cr_frame", "gi_frame", "ag_frame")
 _AWAITS = ("cr_await", "gi_yieldfrom", "ag_await")
+
+
+def _first_attribute(obj: Any, names: tuple[str, ...]) -> Any:
+    """The first of `names` that `obj` has and is not None (coroutine, generator and async
+    generator spell their frame and their awaitee differently)."""
+    return next((value for name in names if (value := getattr(obj, name, None)) is not None), None)
 
 
 def _generator_of(awaited: Any) -> Any:

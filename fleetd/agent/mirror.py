@@ -36,7 +36,7 @@ PATIENCE_SECONDS = 10.0  # > the watch's longest backoff (5 s) plus a reconnect
 
 @dataclass(frozen=True, slots=True)
 class Merged:
-    """What a listing read at `revision` changes in a mirror."""
+    """What merging one listing changes in a mirror (`merge_listing`)."""
 
     revisions: dict[str, int]  # every key present after the merge -> its mod revision
     puts: dict[str, str]  # keys the listing set (newer than what the mirror had) -> value
