@@ -2,9 +2,10 @@
 
 `fleet_agent_relist_catches_total` counts changes a safety-net listing found that an agent's
 watches never delivered; `fleet_agent_pass_abandoned_total` counts agent passes that hung past
-their timeout. Either going up means a watch or a pass is broken, whatever the test or
-benchmark was doing. An `AlarmLedger` remembers what it last read per host, so a run sees only
-the rises since its last look (a restarted fleetd starts again from 0).
+their timeout. Either going up means a watch or a pass is broken, whatever the test was
+doing (tests/conftest.py fails the real-cluster test that saw it). An `AlarmLedger`
+remembers what it last read per host, so a run sees only the rises since its last look (a
+restarted fleetd starts again from 0).
 """
 
 from __future__ import annotations
