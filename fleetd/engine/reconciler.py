@@ -1,7 +1,7 @@
 """The engine: leader election, then an in-memory model fed by watches -> schedule -> commit.
 
 Every fleetd without disable_engine runs one and watches only the leader key until it wins
-the campaign. The leader then reads machines/, assign/, pending/ and units/ in one txn (one
+the campaign; it campaigns (one txn) only while that watch shows no leader. The leader then reads machines/, assign/, pending/ and units/ in one txn (one
 consistent snapshot), follows each prefix with a watch from that revision on, and keeps
 `fleetd.engine.view.LeaderView` up to date from the events. A pass reads nothing from etcd (only
 a unit file the model has never seen is fetched, once per content hash); it runs when the
@@ -69,6 +69,7 @@ class Engine:
         self.model: LeaderView | None = None
         self.wakeup = Wakeup()
         self._deposed = False
+        self._leader_present: bool | None = None  # the leader key, as its watch last showed it
         self._decided: tuple[object, ...] = ()  # (model version, holds) the last complete pass decided on
         self._due: float | None = None  # when a hold on a vanished machine ends
         self._last_pending: dict[str, str] = {}
@@ -87,6 +88,7 @@ class Engine:
         async def relist() -> int:
             listing = await self.registry.kv.get_prefix(key)
             mine = any(kv.key == key and kv.create_revision == self.token for kv in listing.items)
+            self._leader_present = any(kv.key == key for kv in listing.items)
             self._on_leader_change(mine)
             return listing.revision
 
@@ -95,6 +97,7 @@ class Engine:
 
     def _leader_event(self, event: WatchEvent) -> None:
         if event.key == self.registry.keys.leader:
+            self._leader_present = event.kind == "put"
             self._on_leader_change(event.kind == "put" and event.value == self.machine_id)
 
     def _on_leader_change(self, still_mine: bool) -> None:
@@ -122,8 +125,8 @@ class Engine:
     async def _lead(self) -> bool:
         if self.token is not None:
             return True
-        if not self.lease.lease:
-            return False
+        if not self.lease.lease or self._leader_present:
+            return False  # campaign only when the watch shows no leader: no txn per candidate and pass
         self.token = await self.registry.campaign(self.machine_id, self.lease.lease)
         if self.token is not None:
             self._deposed = False

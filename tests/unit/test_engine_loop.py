@@ -183,3 +183,25 @@ async def test_a_compacted_watch_relists_and_nothing_is_missed(rig: Rig) -> None
     await placed_count(rig, 1)
     assert rig.engine.model is not None and "during.service" in rig.engine.model.units
     assert "units" in relists
+
+
+async def test_a_candidate_campaigns_only_when_the_watch_shows_no_leader() -> None:
+    """With another fleetd leading, a candidate sends no txn at all (a campaign per pass would
+    cost every fleetd of a 1,000-host cluster a txn per interval); once the key goes, it leads."""
+    memory = MemoryKV()
+    kv, keys = CountingKV(memory), Keys("/e/")
+    other = await memory.grant(60)
+    await Registry(memory, keys).campaign("o" * 32, other)  # type: ignore[arg-type]
+    holder = Holder()
+    holder.lease = await memory.grant(60)
+    engine = Engine(Registry(kv, keys), "e" * 32, holder, interval=0.01)  # type: ignore[arg-type]
+    task = asyncio.create_task(engine.run())
+    try:
+        await asyncio.sleep(0.2)  # about 20 intervals
+        assert kv.txns == []
+        await memory.delete(keys.leader)
+        await eventually(lambda: engine.token is not None)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
