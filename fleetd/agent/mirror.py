@@ -96,16 +96,19 @@ class Mirror(Generic[T]):
         return listing.revision
 
     async def check(self) -> int:
-        """List afresh while the watch runs and merge (see the module docstring); returns how
-        many earlier corrections the watch has not delivered within `patience` (also told to
-        `on_catch`; each is counted once)."""
+        """List afresh while the watch runs and `compare`; returns what `compare` returns."""
+        return self.compare(await self.kv.get_prefix(self.prefix))
+
+    def compare(self, listing: Listing) -> int:
+        """Merge a fresh listing of the prefix, read while the watch runs (see the module
+        docstring); returns how many earlier corrections the watch has not delivered within
+        `patience` (also told to `on_catch`; each is counted once)."""
         now = self._clock()
         overdue = [key for key, noted in self._expected.items() if now - noted >= self._patience]
         for key in overdue:
             del self._expected[key]
         if overdue:
             self._on_catch(len(overdue))
-        listing = await self.kv.get_prefix(self.prefix)
         for key in self._merge(listing):
             self._expected.setdefault(key, now)
         return len(overdue)

@@ -147,14 +147,16 @@ class Agent:
 
     async def _relist_if_stale(self) -> None:
         """Check both mirrors against a fresh listing every RELIST_SECONDS: an alarm for a
-        watch that stops without an error (two small reads per host and period); what it
-        catches is counted (`Mirror.check`)."""
+        watch that stops without an error (one read of both prefixes per host and period);
+        what it catches is counted (`Mirror.compare`)."""
         now = asyncio.get_running_loop().time()
         if now - self._relisted_at < RELIST_SECONDS:
             return
         self._relisted_at = now
-        await self.assigned.check()
-        await self.globals.check()
+        assigned, globals_ = await self.registry.kv.get_prefixes([self.assigned.prefix,
+                                                                   self.globals.prefix])
+        self.assigned.compare(assigned)
+        self.globals.compare(globals_)
 
     def _next_wait(self, normal: float) -> float:
         """`normal`, or less while AtMostOnce units wait out a lapsed lease."""
