@@ -183,6 +183,16 @@ class EtcdCluster:
     def _status(self, m: Member) -> dict:
         return _http_json(f"{m.client_url}/v3/maintenance/status", b"{}")
 
+    def metrics(self, index: int) -> str:
+        """Member `index`'s Prometheus page."""
+        request = urllib.request.Request(f"{self.members[index].client_url}/metrics")
+        with urllib.request.urlopen(request, timeout=5, context=self._context) as resp:
+            return resp.read().decode()
+
+    def db_bytes(self, index: int) -> int:
+        """The size of member `index`'s backend database."""
+        return int(self._status(self.members[index]).get("dbSize", 0))
+
     def leader_index(self) -> int:
         """Which member leads now (asked of the first live member)."""
         live = [m for m in self.members if m.proc is not None and m.proc.poll() is None]

@@ -9,9 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+
+
+def recorded(path: Path, name: str) -> str | None:
+    """The text of section `name` of the file at `path`, if it has one."""
+    start, end = _markers(name)
+    old = path.read_text() if path.exists() else ""
+    if start not in old or end not in old:
+        return None
+    return old.split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+
 def record(path: Path, name: str, text: str) -> None:
     """Replace (or append) section `name` of the markdown file at `path` with `text`."""
-    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    start, end = _markers(name)
     block = f"{start}\n{text.rstrip()}\n{end}"
     old = path.read_text() if path.exists() else "# Benchmarks\n"
     if start in old and end in old:
