@@ -1,9 +1,10 @@
 """The engine: leader election, then an in-memory model fed by watches -> schedule -> commit.
 
 Every fleetd without disable_engine runs one and watches only the leader key until it wins
-the campaign; it campaigns (one txn) only while that watch shows no leader. The leader then reads machines/, assign/, pending/ and units/ in one txn (one
-consistent snapshot), follows each prefix with a watch from that revision on, and keeps
-`fleetd.engine.view.LeaderView` up to date from the events. A pass reads nothing from etcd (only
+the campaign; it campaigns (one txn) only while that watch shows no leader. The leader then
+reads machines/, assign/, pending/ and units/ in one txn (one consistent snapshot), follows
+each prefix with a watch from that revision on, and keeps `fleetd.engine.view.LeaderView` up
+to date from the events. A pass reads nothing from etcd (only
 a unit file the model has never seen is fetched, once per content hash); it runs when the
 model changed since the last pass, and its writes go out in fenced txns of at most 128 ops,
 a few in flight at once, evictions before placements. A prefix is listed again only after a
