@@ -54,7 +54,7 @@ def instance(index: int) -> str:
     return f"bench@{index}.service"
 
 
-async def _commit(kv: KV, ops: Sequence[Op]) -> None:
+async def commit(kv: KV, ops: Sequence[Op]) -> None:
     """Write `ops` in txn-sized batches (`txn_batches`), IN_FLIGHT of them at a time."""
     batches = txn_batches(ops)
     gate = asyncio.Semaphore(IN_FLIGHT)
@@ -76,7 +76,7 @@ async def register_machines(kv: KV, keys: Keys, count: int, ttl: int = 600) -> l
             return await kv.grant(ttl)
 
     leases = await asyncio.gather(*(grant() for _ in found))
-    await _commit(kv, [Put(keys.machine(m.id), codec.encode_machine(m), lease)
+    await commit(kv, [Put(keys.machine(m.id), codec.encode_machine(m), lease)
                        for m, lease in zip(found, leases, strict=True)])
     return [m.id for m in found]
 
@@ -96,4 +96,4 @@ def unit_ops(keys: Keys, mix: str, first: int, count: int) -> list[Op]:
 
 
 async def create_units(kv: KV, keys: Keys, mix: str, count: int) -> None:
-    await _commit(kv, unit_ops(keys, mix, 1, count))
+    await commit(kv, unit_ops(keys, mix, 1, count))

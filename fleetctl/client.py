@@ -125,6 +125,7 @@ def read_token(environ: Mapping[str, str], token_file: str = "") -> str | None:
 # etcd briefly unavailable behind fleetd (a member died, a leader election): every request is
 # safe to send again (writes are create-if-absent / set-to-value), so try twice more.
 UNAVAILABLE_RETRIES = (0.5, 1.5)
+PAGE_SIZE = 5000  # items per listing page fleetd is asked for (fleet's servers ignore it: 100)
 
 
 class Client:
@@ -223,7 +224,7 @@ class Client:
         return _decode(model, text)
 
     async def _pages(self, model: type[M], path: str, params: dict | None = None) -> list[M]:
-        pages, query = [], dict(params or {})
+        pages, query = [], {"pageSize": str(PAGE_SIZE), **(params or {})}
         while True:
             page = await self._get(model, path, params=query or None)
             pages.append(page)

@@ -7,7 +7,7 @@ what is left, so page tokens stay valid for one filter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fleetd.errors import InvalidInput
@@ -30,6 +30,13 @@ class UnitFilter:
     def needs_placements(self) -> bool:
         return self.machine is not None
 
+    def keeps(self, name: str, desired: Callable[[], TargetState], machine: str | None) -> bool:
+        """Whether the unit `name` (placed on `machine`) passes; `desired` is asked only when
+        the filter looks at the desired state (it decodes the unit)."""
+        return ((self.name_glob is None or glob_match(self.name_glob, name))
+                and (self.machine is None or machine == self.machine)
+                and (self.desired is None or desired() is self.desired))
+
 
 def parse_unit_filter(query: Mapping[str, str]) -> UnitFilter:
     """Read the query parameters; InvalidInput (400) names the one that is wrong."""
@@ -46,7 +53,7 @@ def parse_unit_filter(query: Mapping[str, str]) -> UnitFilter:
 def apply_unit_filter(units: Sequence[Unit], placed: Mapping[str, Assignment],
                       wanted: UnitFilter) -> list[Unit]:
     """The units `wanted` keeps, in the order given."""
-    return [u for u in units
-            if (wanted.name_glob is None or glob_match(wanted.name_glob, u.name))
-            and (wanted.desired is None or u.desired is wanted.desired)
-            and (wanted.machine is None or (u.name in placed and placed[u.name].machine == wanted.machine))]
+    def machine(name: str) -> str | None:
+        return placed[name].machine if name in placed else None
+
+    return [u for u in units if wanted.keeps(u.name, lambda u=u: u.desired, machine(u.name))]

@@ -12,10 +12,12 @@ import base64
 import binascii
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from fleetd.api import schema
-from fleetd.api.filters import UnitFilter, apply_unit_filter
+from fleetd.api.filters import UnitFilter
+from fleetd.api.snapshots import NoSnapshots, Snapshots
 from fleetd.errors import Conflict, FleetError, InvalidInput, InvalidState, NotFound, RegistryUnavailable
 from fleetd.model import machine as machine_model
 from fleetd.model import states
@@ -23,9 +25,12 @@ from fleetd.model.names import parse_name, validate_name
 from fleetd.model.requirements import parse_requirements, validate_requirements
 from fleetd.model.unit import Assignment, Unit
 from fleetd.model.unitfile import UnitFile, UnitOption
+from fleetd.registry.records import StateRecord, UnitRecords
 from fleetd.registry.store import Registry
 
 DEFAULT_PAGE_LIMIT = 100
+MAX_PAGE_SIZE = 10000  # fleetd's ?pageSize= (fleet's clients never send it)
+NO_SNAPSHOTS: Snapshots = NoSnapshots()
 _INACTIVE = states.TargetState.INACTIVE
 T = TypeVar("T")
 Result = tuple[int, schema.Wire | None]
@@ -90,12 +95,14 @@ def current_state(assignment: Assignment | None, reported: dict[str, states.Unit
 Options = dict[str, list[schema.UnitOption]]  # file hash -> its options, read once per request
 
 
+def _wire_options(text: str | None) -> list[schema.UnitOption]:
+    return [schema.UnitOption(section=o.section, name=o.name, value=o.value)
+            for o in _stored_file(text).options]
+
+
 async def _options(reg: Registry, unit: Unit, known: Options) -> list[schema.UnitOption]:
     if unit.hash not in known:
-        known[unit.hash] = [
-            schema.UnitOption(section=o.section, name=o.name, value=o.value)
-            for o in _stored_file(await reg.get_file(unit.hash)).options
-        ]
+        known[unit.hash] = _wire_options(await reg.get_file(unit.hash))
     return known[unit.hash]
 
 
@@ -138,18 +145,37 @@ def states_by_unit(
     return grouped
 
 
+@dataclass(frozen=True, slots=True)
+class _UnitListing:
+    """A unit listing's records and the names it shows, filtered once for all its pages."""
+
+    records: UnitRecords
+    names: list[str]
+    options: Options
+
+
+async def _unit_listing(reg: Registry, wanted: UnitFilter | None) -> _UnitListing:
+    records = await reg.unit_records()
+    names = records.names
+    if wanted is not None:
+        names = [n for n in names if wanted.keeps(n, lambda n=n: records.unit(n).desired,
+                                                   records.machine_of(n))]
+    return _UnitListing(records, names, {})
+
+
 async def list_units(
     reg: Registry, token: str | None = None, limit: int = DEFAULT_PAGE_LIMIT,
-    wanted: UnitFilter | None = None,
+    wanted: UnitFilter | None = None, snapshots: Snapshots = NO_SNAPSHOTS,
 ) -> Result:
-    placed = assignments_by_unit(await reg.list_assignments())
-    units = sorted(await reg.list_units(), key=lambda u: u.name)
-    units = apply_unit_filter(units, placed, wanted) if wanted else units
-    page, next_token = paginate(units, token, limit)
-    reported = states_by_unit(await reg.list_states())
-    pending, known = await reg.list_pending(), Options()
+    found = await snapshots.get(("units", wanted), token is None, lambda: _unit_listing(reg, wanted))
+    names, next_token = paginate(found.names, token, limit)
+    page = [found.records.unit(name) for name in names]
+    missing = {u.hash for u in page} - set(found.options)
+    for digest, text in (await reg.get_files(missing)).items() if missing else ():
+        found.options[digest] = _wire_options(text)
     wire = [
-        await _to_wire(reg, u, placed.get(u.name), reported.get(u.name, {}), pending.get(u.name), known)
+        await _to_wire(reg, u, found.records.assignment(u.name), found.records.states(u.name),
+                       found.records.pending.get(u.name), found.options)
         for u in page
     ]
     return 200, schema.UnitPage(units=wire, next_page_token=next_token)
@@ -268,13 +294,16 @@ async def list_states(
     machine_id: str | None = None,
     token: str | None = None,
     limit: int = DEFAULT_PAGE_LIMIT,
+    snapshots: Snapshots = NO_SNAPSHOTS,
 ) -> Result:
-    found = await reg.list_states(unit_name) if unit_name else await reg.list_states()
-    found = [s for s in found
-             if (not unit_name or s.name == unit_name) and (not machine_id or s.machine == machine_id)]
-    found.sort(key=lambda s: (s.name, s.machine))
+    async def read() -> list[StateRecord]:
+        found = await reg.state_records(unit_name)
+        return [r for r in found if not machine_id or r.machine == machine_id]
+
+    found = await snapshots.get(("states", unit_name, machine_id), token is None, read)
     page, next_token = paginate(found, token, limit)
-    return 200, schema.StatePage(states=[state_to_wire(s) for s in page], next_page_token=next_token)
+    return 200, schema.StatePage(states=[state_to_wire(r.state()) for r in page],
+                                 next_page_token=next_token)
 
 
 async def get_state(reg: Registry, name: str) -> Result:
@@ -300,9 +329,10 @@ def machine_to_wire(m: machine_model.Machine) -> schema.Machine:
 
 
 async def list_machines(
-    reg: Registry, token: str | None = None, limit: int = DEFAULT_PAGE_LIMIT
+    reg: Registry, token: str | None = None, limit: int = DEFAULT_PAGE_LIMIT,
+    snapshots: Snapshots = NO_SNAPSHOTS,
 ) -> Result:
-    machines = sorted(await reg.list_machines(), key=lambda m: m.id)
+    machines = await snapshots.get(("machines",), token is None, reg.list_machines)
     page, next_token = paginate(machines, token, limit)
     wire = [machine_to_wire(m) for m in page]
     return 200, schema.MachinePage(machines=wire, next_page_token=next_token)

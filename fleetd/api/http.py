@@ -29,6 +29,7 @@ from fleetd.api import dashboard as dashboard_api
 from fleetd.api import metadata as metadata_api
 from fleetd.api import summary as summary_api
 from fleetd.api import watch as watch_api
+from fleetd.api.snapshots import Snapshots
 from fleetd.errors import ConfigError, FleetError, InvalidInput
 from fleetd.model import remote
 from fleetd.registry.store import Registry
@@ -37,6 +38,7 @@ PREFIXES = ("/fleet/v1", "/v1-alpha")
 JSON = "application/json"
 REGISTRY_KEY = web.AppKey("registry", Registry)
 LIMIT_KEY = web.AppKey("page_limit", int)
+SNAPSHOTS_KEY = web.AppKey("snapshots", Snapshots)
 RELAY_KEY = web.AppKey("relay", relay.Relay)
 MAX_BODY = 64 * 1024 * 1024  # a POST /units of MAX_BATCH entries with sizeable unit files
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,10 +88,20 @@ def _token(request: web.Request) -> str | None:
     return request.query.get("nextPageToken") or None
 
 
+def _limit(request: web.Request) -> int:
+    """Items per page: the server's (fleet's 100), or fleetd's `?pageSize=` (1..MAX_PAGE_SIZE)."""
+    text = request.query.get("pageSize")
+    if text is None:
+        return request.app[LIMIT_KEY]
+    if not text.isdigit() or not 1 <= int(text) <= handlers.MAX_PAGE_SIZE:
+        raise InvalidInput(f"pageSize must be a whole number from 1 to {handlers.MAX_PAGE_SIZE}")
+    return int(text)
+
+
 async def list_units(request: web.Request) -> web.Response:
     wanted = filters.parse_unit_filter(request.query)
-    return _reply(await handlers.list_units(_reg(request), _token(request), request.app[LIMIT_KEY],
-                                            wanted))
+    return _reply(await handlers.list_units(_reg(request), _token(request), _limit(request),
+                                            wanted, request.app[SNAPSHOTS_KEY]))
 
 
 async def get_unit(request: web.Request) -> web.Response:
@@ -155,7 +167,8 @@ async def list_states(request: web.Request) -> web.Response:
             q.get("unitName") or None,
             q.get("machineID") or None,
             _token(request),
-            request.app[LIMIT_KEY],
+            _limit(request),
+            request.app[SNAPSHOTS_KEY],
         )
     )
 
@@ -166,7 +179,8 @@ async def get_state(request: web.Request) -> web.Response:
 
 async def list_machines(request: web.Request) -> web.Response:
     return _reply(
-        await handlers.list_machines(_reg(request), _token(request), request.app[LIMIT_KEY])
+        await handlers.list_machines(_reg(request), _token(request), _limit(request),
+                                     request.app[SNAPSHOTS_KEY])
     )
 
 
@@ -256,7 +270,8 @@ async def get_leader(request: web.Request) -> web.Response:
 
 
 async def get_summary(request: web.Request) -> web.Response:
-    return _reply(await summary_api.get_summary(_reg(request)))
+    window = summary_api.parse_window(request.query)
+    return _reply(await summary_api.get_summary(_reg(request), window))
 
 
 def _answer(answer: dashboard_api.Answer) -> web.Response:
@@ -368,6 +383,7 @@ def make_app(
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[REGISTRY_KEY] = registry
     app[LIMIT_KEY] = page_limit
+    app[SNAPSHOTS_KEY] = Snapshots()
     app[STOPPING_KEY] = asyncio.Event()
     app.on_shutdown.append(_stop_watches)
     app[RELAY_KEY] = relayed or relay.Relay(registry, lambda: 0)

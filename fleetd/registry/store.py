@@ -7,7 +7,7 @@ leader's fencing compare (the create revision of the leader key).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from fleetd.errors import Fenced
@@ -17,6 +17,7 @@ from fleetd.model.unit import Assignment, Unit
 from fleetd.registry import codec
 from fleetd.registry.keys import Keys
 from fleetd.registry.kv import KV, Compare, Delete, Op, Put
+from fleetd.registry.records import StateRecord, UnitRecords, state_records
 
 MAX_TXN_OPS = 128
 MAX_TXN_BYTES = 512 * 1024  # keys + values of one unit batch txn; etcd refuses requests > 1.5 MiB
@@ -159,6 +160,31 @@ class Registry:
     async def get_file(self, digest: str) -> str | None:
         kv = await self.kv.get(self.keys.file(digest))
         return kv.value if kv else None
+
+    async def get_files(self, digests: Iterable[str]) -> dict[str, str]:
+        """hash -> text of the stored files among `digests`, read MAX_TXN_OPS to a request."""
+        wanted = sorted(set(digests))
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), MAX_TXN_OPS):
+            chunk = wanted[start:start + MAX_TXN_OPS]
+            listings = await self.kv.get_prefixes([self.keys.file(d) for d in chunk])
+            for digest, listing in zip(chunk, listings, strict=True):
+                exact = [kv.value for kv in listing.items if kv.key == self.keys.file(digest)]
+                if exact:
+                    found[digest] = exact[0]
+        return found
+
+    async def unit_records(self) -> UnitRecords:
+        """Every unit with its placement, reported states and pending reason: one consistent
+        read (one request) of the four prefixes, decoded only where looked at."""
+        listings = await self.kv.get_prefixes(
+            [self.keys.units, self.keys.assign, self.keys.states, self.keys.pending])
+        return UnitRecords(self.keys, *listings)
+
+    async def state_records(self, unit: str | None = None) -> list[StateRecord]:
+        """What every machine reports (for one unit, or all), sorted, decoded when asked."""
+        listing = await self.kv.get_prefix(self.keys.unit_states(unit) if unit else self.keys.states)
+        return [r for r in state_records(self.keys, listing) if unit is None or r.unit == unit]
 
     async def units_with_revisions(self) -> dict[str, tuple[Unit, int]]:
         """Every unit with the mod revision it was read at, from one prefix listing."""
