@@ -9,6 +9,7 @@ reason, its demand and what systemd reports on each host; plus the leader and th
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ from fleetd.model.states import TargetState, UnitState
 from fleetd.model.unit import Assignment, Unit
 from fleetd.model.unitfile import UnitFile
 from fleetd.registry.store import Registry
+
+DEFAULT_UNITS = 500  # units one answer lists unless asked otherwise
+MAX_UNITS = 5000
 
 
 class Load(schema.Wire):
@@ -65,11 +69,31 @@ class UnitSummary(schema.Wire):
     hosts: list[HostState] = Field(default_factory=list)
 
 
+class Totals(schema.Wire):
+    """Counts over every unit, whatever window of them the answer holds."""
+
+    units: int = 0
+    active: int = 0  # reported active on at least one host
+    pending: int = 0  # want to run and are not placed (with a reason)
+    matching: int = 0  # units the name filter keeps (the window is cut from these)
+
+
 class Summary(schema.Wire):
     leader: str | None = None
     machines: list[MachineSummary]
     units: list[UnitSummary]
     alarms: list[schema.Alarm]
+    totals: Totals = Field(default_factory=Totals)
+    units_offset: int = _json("unitsOffset", default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Which units the answer lists: those whose name matches `glob`, from `offset`, at most `limit`."""
+
+    offset: int = 0
+    limit: int = DEFAULT_UNITS
+    glob: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,48 +118,95 @@ def demand_of(unit: Unit, text: str | None) -> Resources:
         return Resources()
 
 
-def build(records: Records) -> Summary:
-    """The summary of `records` (pure): machines and units sorted by id and name."""
+
+def build(records: Records, window: Window = Window()) -> Summary:
+    """The summary of `records` (pure): every machine with its load, the totals, and the
+    window of units, machines and units sorted by id and name. Linear in the records: each
+    unit file's demand is parsed once per hash."""
     placed = assignments_by_unit(records.assignments)
     reported = states_by_unit(records.states)
-    units = [_unit(u, placed.get(u.name), reported.get(u.name, {}), records)
-             for u in sorted(records.units, key=lambda u: u.name)]
-    machines = [_machine(m, units) for m in sorted(records.machines, key=lambda m: m.id)]
+    units = sorted(records.units, key=lambda u: u.name)
+    demands: dict[str, Resources] = {}
+    for unit in units:
+        if unit.hash not in demands:
+            demands[unit.hash] = demand_of(unit, records.files.get(unit.hash))
+    matching = [u for u in units if window.glob is None or fnmatch.fnmatchcase(u.name, window.glob)]
+    shown = [_unit(u, placed.get(u.name), reported.get(u.name, {}), records, demands[u.hash])
+             for u in matching[window.offset:window.offset + window.limit]]
+    loads = _loads(units, placed, reported, demands)
+    machines = [_machine(m, loads.get(m.id, Load())) for m in sorted(records.machines, key=lambda m: m.id)]
     alarms = [alarms_api.to_wire(k, v) for k, v in sorted(records.alarms.items())]
-    return Summary(leader=records.leader, machines=machines, units=units, alarms=alarms)
+    totals = Totals(
+        units=len(units), matching=len(matching),
+        active=sum(any(s.systemd.active == "active" for s in reported.get(u.name, {}).values())
+                   for u in units),
+        pending=sum(_waiting(u, placed.get(u.name)) and u.name in records.pending for u in units))
+    return Summary(leader=records.leader, machines=machines, units=shown, alarms=alarms,
+                   totals=totals, units_offset=window.offset)
+
+
+def _loads(units: Sequence[Unit], placed: Mapping[str, Assignment],
+           reported: Mapping[str, Mapping[str, UnitState]],
+           demands: Mapping[str, Resources]) -> dict[str, Load]:
+    """machine -> the load of the units placed there and of the global units it reports."""
+    sums: dict[str, list[int]] = {}
+    for unit in units:
+        if unit.is_global:
+            hosts: Sequence[str] = list(reported.get(unit.name, {}))
+        else:
+            hosts = [placed[unit.name].machine] if unit.name in placed else []
+        demand = demands[unit.hash]
+        for machine in hosts:
+            total = sums.setdefault(machine, [0, 0, 0])
+            total[0], total[1], total[2] = total[0] + 1, total[1] + demand.cpu, total[2] + demand.memory
+    return {m: Load(units=n, cpu=cpu, memory=memory) for m, (n, cpu, memory) in sums.items()}
+
+
+def _waiting(unit: Unit, placed: Assignment | None) -> bool:
+    return placed is None and unit.desired != TargetState.INACTIVE and not unit.is_global
 
 
 def _unit(unit: Unit, placed: Assignment | None, reported: dict[str, UnitState],
-          records: Records) -> UnitSummary:
-    demand = demand_of(unit, records.files.get(unit.hash))
-    waiting = placed is None and unit.desired != TargetState.INACTIVE and not unit.is_global
+          records: Records, demand: Resources) -> UnitSummary:
     return UnitSummary(
         name=unit.name, desired_state=unit.desired, is_global=unit.is_global,
         current_state=TargetState(current_state(placed, reported)),
         machine_id=placed.machine if placed else None,
-        pending_reason=records.pending.get(unit.name) if waiting else None,
+        pending_reason=records.pending.get(unit.name) if _waiting(unit, placed) else None,
         demand=schema.Capacity(cpu=demand.cpu, memory=demand.memory),
         hosts=[HostState(machine_id=m, active_state=s.systemd.active, sub_state=s.systemd.sub)
                for m, s in sorted(reported.items())])
 
 
-def _machine(machine: Machine, units: Sequence[UnitSummary]) -> MachineSummary:
+def _machine(machine: Machine, load: Load) -> MachineSummary:
     """A machine with the load of the units placed on it and the global units it reports."""
-    here = [u for u in units if u.machine_id == machine.id
-            or (u.is_global and any(h.machine_id == machine.id for h in u.hosts))]
-    load = Load(units=len(here), cpu=sum(u.demand.cpu for u in here),
-                memory=sum(u.demand.memory for u in here))
     wire = machine_to_wire(machine)
     return MachineSummary(id=wire.id, primary_ip=wire.primary_ip, metadata=wire.metadata,
                           capacity=wire.capacity, load=load)
 
 
-async def get_summary(reg: Registry) -> Result:
-    """Gather the records (each unit file read once per hash) and build the summary."""
-    units = await reg.list_units()
-    files = {h: await reg.get_file(h) or "" for h in sorted({u.hash for u in units})}
-    records = Records(units=units, files=files, assignments=await reg.list_assignments(),
-                      states=await reg.list_states(), pending=await reg.list_pending(),
+def parse_window(query: Mapping[str, str]) -> Window:
+    """`unitsOffset`, `unitsLimit` (1..MAX_UNITS) and `unit` (a name glob) of the query."""
+    def number(name: str, default: int, low: int, high: int) -> int:
+        text = query.get(name, "")
+        if not text:
+            return default
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise InvalidInput(f"{name} must be a whole number from {low} to {high}")
+        return int(text)
+
+    return Window(offset=number("unitsOffset", 0, 0, 10**9),
+                  limit=number("unitsLimit", DEFAULT_UNITS, 1, MAX_UNITS),
+                  glob=query.get("unit") or None)
+
+
+async def get_summary(reg: Registry, window: Window = Window()) -> Result:
+    """Gather the records (one read of the unit records, the files in batches) and build."""
+    found = await reg.unit_records()
+    units = found.all_units()
+    files = await reg.get_files({u.hash for u in units})
+    records = Records(units=units, files=files, assignments=found.all_assignments(),
+                      states=found.all_states(), pending=found.pending,
                       machines=await reg.list_machines(), leader=await reg.leader(),
                       alarms=await reg.list_alarms())
-    return 200, build(records)
+    return 200, build(records, window)

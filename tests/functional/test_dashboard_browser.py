@@ -117,6 +117,14 @@ def test_dashboard_shows_the_cluster_and_a_started_unit_live(
     assert cluster.machine_id(running_on[0])[:12] in text, text
     assert "launched" in text
     assert browser.execute_script("return window.__sameDocument === true;"), "the page reloaded"
+    assert browser.execute_script("return document.getElementById('units-window').textContent;") == \
+        "1–1 of 1"
+    assert browser.execute_script("return document.getElementById('stat-units').textContent;") == "1"
+
+    browser.find_element("id", "filter").send_keys("no-such-unit")  # the server filters by glob
+    wait_for(browser, "the filter applied", "return document.getElementById('units-window')"
+             ".textContent === '0–0 of 0';")
+    assert browser.execute_script(f"return !{row};")
 
     shot = artifacts_dir() / "dashboard.png"
     assert browser.save_screenshot(str(shot))

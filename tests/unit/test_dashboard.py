@@ -237,3 +237,29 @@ async def test_watch_streams_assignments_pending_leader_and_alarms(registry: Reg
     assert ("pending", {"name": "b.service", "reason": "no machine matches role=db"}) in events
     assert ("assignments", {"name": "a.service", "machineID": M2, "deleted": True}) in events
     assert ("pending", {"name": "b.service", "deleted": True}) in events
+
+
+def test_summary_counts_every_unit_and_lists_only_its_window() -> None:
+    units = [Unit(f"u{i:02}.service", "hb", TargetState.LAUNCHED) for i in range(30)]
+    records = _records(
+        units=units, files={"hb": "[Service]\nExecStart=/bin/true\nCPUQuota=50%\n"},
+        assignments=[Assignment(u.name, M1, "hb", TargetState.LAUNCHED) for u in units[:20]],
+        states=[_state(u.name, M1) for u in units[:10]],
+        pending={u.name: "no room" for u in units[20:]}, machines=[Machine(M1, "10.0.0.1")])
+    got = summary.build(records, summary.Window(offset=5, limit=4, glob="u1*")).to_dict()
+    assert got["totals"] == {"units": 30, "active": 10, "pending": 10, "matching": 10}
+    assert [u["name"] for u in got["units"]] == ["u15.service", "u16.service", "u17.service", "u18.service"]
+    assert got["unitsOffset"] == 5
+    assert got["machines"][0]["load"] == {"units": 20, "cpu": 20 * 500, "memory": 0}  # all, not the window
+
+
+@pytest.mark.parametrize(("query", "error"), [
+    ({"unitsLimit": "0"}, "unitsLimit must be a whole number from 1 to 5000"),
+    ({"unitsLimit": "5001"}, "unitsLimit must be a whole number from 1 to 5000"),
+    ({"unitsOffset": "-1"}, "unitsOffset must be a whole number from 0 to 1000000000"),
+    ({"unitsOffset": "x"}, "unitsOffset must be a whole number from 0 to 1000000000"),
+])
+async def test_summary_refuses_a_bad_window(client: TestClient, query: dict, error: str) -> None:
+    resp = await client.get("/fleet/v1/summary", params=query, headers=bearer())
+    assert resp.status == 400
+    assert (await resp.json())["error"]["message"] == error

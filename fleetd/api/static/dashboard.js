@@ -6,6 +6,8 @@ const API = "/fleet/v1";
 const WATCH = API + "/watch?kinds=units,states,machines,assignments,pending,leader,alarms";
 const EVENTS = ["snapshot", "units", "states", "machines", "assignments", "pending", "leader", "alarms"];
 const MAX_BACKOFF = 30000;
+const PAGE = 500;  // units one summary lists; the totals count every unit
+const view = {offset: 0, glob: ""};
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -103,9 +105,10 @@ function renderAlarms(alarms) {
 function render(s) {
   const ips = Object.fromEntries(s.machines.map((m) => [m.id, m.primaryIP]));
   setText("stat-machines", s.machines.length);
-  setText("stat-units", s.units.length);
-  setText("stat-active", s.units.filter((u) => u.hosts.some((h) => h.activeState === "active")).length);
-  setText("stat-pending", s.units.filter((u) => u.pendingReason).length);
+  const totals = s.totals;
+  setText("stat-units", totals.units);
+  setText("stat-active", totals.active);
+  setText("stat-pending", totals.pending);
   const leader = document.getElementById("stat-leader");
   leader.textContent = s.leader ? short(s.leader) : "none";
   leader.title = s.leader || "no engine leads now";
@@ -114,12 +117,17 @@ function render(s) {
   machines.replaceChildren(...(s.machines.length ? s.machines.map((m) => machineCard(m, s.leader))
     : [el("p", {class: "empty"}, "No machines are registered.")]));
   const units = document.getElementById("units");
+  const none = totals.units ? "No unit matches." : "No units. Start one with fleetctl start.";
   units.replaceChildren(...(s.units.length ? s.units.map((u) => unitRow(u, ips))
-    : [el("tr", {}, el("td", {colspan: "6", class: "empty"}, "No units. Start one with fleetctl start."))]));
+    : [el("tr", {}, el("td", {colspan: "6", class: "empty"}, none))]));
+  const first = s.units.length ? s.unitsOffset + 1 : 0;
+  setText("units-window", first + "–" + (s.unitsOffset + s.units.length) + " of " + totals.matching);
+  document.getElementById("prev").disabled = s.unitsOffset === 0;
+  document.getElementById("next").disabled = s.unitsOffset + s.units.length >= totals.matching;
   setText("updated", "updated " + new Date().toLocaleTimeString());
 }
 
-const refresher = {running: false, again: false};
+const refresher = {running: false, again: false, took: 0};
 
 async function refresh() {
   if (refresher.running) { refresher.again = true; return; }
@@ -127,9 +135,13 @@ async function refresh() {
   try {
     do {
       refresher.again = false;
-      const resp = await fetch(API + "/summary", {credentials: "same-origin", cache: "no-store"});
+      const started = performance.now();
+      const query = new URLSearchParams({unitsOffset: view.offset, unitsLimit: PAGE});
+      if (view.glob) query.set("unit", view.glob.includes("*") ? view.glob : "*" + view.glob + "*");
+      const resp = await fetch(API + "/summary?" + query, {credentials: "same-origin", cache: "no-store"});
       if (resp.status === 401) { window.location.assign("/"); return; }
       if (resp.ok) render(await resp.json());
+      refresher.took = performance.now() - started;
     } while (refresher.again);
   } catch (err) {
     setLive("reconnecting", "reconnecting");
@@ -145,8 +157,15 @@ function setLive(state, text) {
 }
 
 let timer = null;
+// Events coalesce for 150 ms, or for twice what the last refresh took: a big cluster that
+// changes all the time is shown every few seconds instead of keeping its fleetd busy.
 function soon() {
-  if (timer === null) timer = setTimeout(() => { timer = null; refresh(); }, 150);
+  if (timer === null) timer = setTimeout(() => { timer = null; refresh(); }, Math.max(150, 2 * refresher.took));
+}
+
+function page(step) {
+  view.offset = Math.max(0, view.offset + step * PAGE);
+  refresh();
 }
 
 function connect(backoff) {
@@ -160,4 +179,14 @@ function connect(backoff) {
   };
 }
 
-document.addEventListener("DOMContentLoaded", () => { refresh(); connect(1000); });
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("prev").addEventListener("click", () => page(-1));
+  document.getElementById("next").addEventListener("click", () => page(1));
+  document.getElementById("filter").addEventListener("input", (event) => {
+    view.glob = event.target.value.trim();
+    view.offset = 0;
+    soon();
+  });
+  refresh();
+  connect(1000);
+});
