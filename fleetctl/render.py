@@ -151,13 +151,29 @@ def state_rows(
 def unit_file_rows(
     units: Iterable[schema.Unit], machines: Iterable[schema.Machine], full: bool
 ) -> list[Row]:
-    """list-unit-files: one row per unit in the registry, sorted by name."""
-    ip = ips(machines)
-    return [_unit_file_row(u, ip, full) for u in sorted(units, key=lambda u: u.name or "")]
+    """list-unit-files: one row per unit in the registry, sorted by name. Each distinct unit
+    file is parsed once (instances of a template share theirs)."""
+    ip, files = ips(machines), _Files()
+    return [_unit_file_row(u, ip, full, files) for u in sorted(units, key=lambda u: u.name or "")]
 
 
-def _unit_file_row(unit: schema.Unit, ip: Mapping[str, str], full: bool) -> Row:
-    uf, glob = unit_file(unit), is_global(unit)
+class _Files:
+    """Unit files by their options, parsed once; whether a unit of that file is Global=."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[tuple[str, str, str], ...], UnitFile] = {}
+
+    def of(self, unit: schema.Unit) -> tuple[UnitFile, bool]:
+        key = tuple((o.section, o.name, o.value) for o in unit.options or ())
+        if key not in self._parsed:
+            self._parsed[key] = unit_file(unit)
+        uf = self._parsed[key]
+        has_global = any(s == "X-Fleet" and n == "Global" for s, n, _ in key)
+        return uf, has_global and file_is_global(unit.name or "", uf)
+
+
+def _unit_file_row(unit: schema.Unit, ip: Mapping[str, str], full: bool, files: _Files) -> Row:
+    uf, glob = files.of(unit)
     target = "global" if glob else _target(unit, ip, full)
     return {
         "unit": unit.name or "",
