@@ -22,7 +22,7 @@ from fleetctl.commands.base import (
 )
 from fleetctl.commands.destroy import destroy_units
 from fleetctl.render import file_is_global
-from fleetctl.resolve import Registry, ResolveError, plan_units, read_registry
+from fleetctl.resolve import Registry, ResolveError, check_names, plan_checked, read_registry
 from fleetctl.templates import TemplateError
 from fleetd.api import schema
 from fleetd.model.states import TargetState
@@ -40,8 +40,8 @@ async def _submit(ctx: Context, args: argparse.Namespace) -> bool:
         ctx.warn("No units given")
         return False
     try:
-        plans = plan_units(ctx, args.units, await read_registry(ctx), replace=args.replace,
-                           allowed=ALLOWED_REPLACE["submit"])
+        plans = await plan_checked(ctx, args.units, replace=args.replace,
+                                   allowed=ALLOWED_REPLACE["submit"])
         await submission.send(ctx, submission.entries(plans), no_block=False)
     except (ResolveError, ClientError) as exc:
         ctx.warn(f"Error creating units: {exc}")
@@ -58,6 +58,7 @@ async def _plan(
         ctx.warn("No units given")
         return None
     try:
+        check_names(args.units)
         registry = await read_registry(ctx)
         return registry, instances.prepare(ctx, args.units, registry, replace=args.replace,
                                            allowed=ALLOWED_REPLACE[verb], override=args.instances,

@@ -146,10 +146,17 @@ BAD_NAMES = [
     ("a%2Fb.service", 'unit name cannot contain "/"'),
     ("..%2Fetc.service", 'unit name cannot contain "/"'),
     ("a..service", 'unit name cannot contain ".."'),
-    ("a" * 249 + ".service", "unit name exceeds maximum length (256 bytes)"),
+    ("a" * 248 + ".service", "unit name exceeds maximum length (255 bytes)"),
     ("hello", 'unit name must contain "."'),
     ("hello.exe", 'invalid unit type: "exe"'),
+    ("hello.snapshot", 'invalid unit type: "snapshot"'),
     ("@x.service", 'unit name cannot start in "@"'),
+    (".service", 'unit name has no prefix before ".service"'),
+    (".x.service", 'unit name cannot start in "."'),
+    ("-x.service", 'unit name cannot start in "-"'),
+    ("web@1.mount", 'invalid unit type for template: "mount"'),
+    ("a%5Cx2d.device", "invalid character '\\\\' in unit name"),
+    ("a%20b.service", "invalid character ' ' in unit name"),
     ("h%C3%A9.service", "invalid character 'é' in unit name"),
 ]
 
@@ -159,7 +166,8 @@ async def test_bad_names_are_400(client, registry, name, message) -> None:
     await refused(client, registry, "PUT", UNIT + name, {"options": HELLO}, 400, message)
 
 
-@pytest.mark.parametrize(("name", "message"), [("a/b.service", '"/"'), ("x" * 300 + ".service", "256")])
+@pytest.mark.parametrize(("name", "message"), [("a/b.service", '"/"'), ("x" * 300 + ".service", "255"),
+                                              (".service", "no prefix"), ("-x.service", '"-"')])
 async def test_bad_names_in_a_batch_are_400(client, registry, name, message) -> None:
     body = {"units": [{"name": "ok.service", "options": HELLO}, {"name": name, "options": HELLO}]}
     await refused(client, registry, "POST", "/fleet/v1/units", body, 400, message)
@@ -278,7 +286,7 @@ BAD_FILES = [
     ("a.service", b"[Service]\nExecStart=" + b"v" * 70000 + b"\n", "the limit is 65536"),
     ("a.service", b"[Bad]Section]\nK=v\n", "malformed section header"),
     ("a..service", b"[Service]\nExecStart=/bin/true\n", 'unit name cannot contain ".."'),
-    ("w" * 200 + "@.service", b"[Service]\nExecStart=/bin/true\n", "maximum length (256 bytes)"),
+    ("w" * 200 + "@.service", b"[Service]\nExecStart=/bin/true\n", "maximum length (255 bytes)"),
     ("web@.service", b"[X-Fleet]\nMachineID=a\nGlobal=true\n", "MachineID cannot be used with Global"),
 ]
 
@@ -297,3 +305,25 @@ async def test_fleetctl_refuses_bad_unit_files(tmp_path: Path, monkeypatch, name
         await runner.cleanup()
     assert code == 1 and message in err.getvalue(), err.getvalue()
     assert await contents(registry) == {}
+
+
+REFUSED_ARGS = [
+    (".service", 'invalid unit .service: unit name has no prefix before ".service"'),
+    ("-x.service", 'invalid unit -x.service: unit name cannot start in "-"'),
+    (".x.service", 'invalid unit .x.service: unit name cannot start in "."'),
+    ("a b.service", "invalid unit a b.service: invalid character ' ' in unit name"),
+    ("a\\x2d.service", "invalid unit a\\x2d.service: invalid character '\\\\' in unit name"),
+    ("w@1.mount", 'invalid unit w@1.mount: invalid unit type for template: "mount"'),
+]
+
+
+@pytest.mark.parametrize("verb", ["submit", "load", "start", "restart"])
+@pytest.mark.parametrize(("arg", "message"), REFUSED_ARGS)
+def test_fleetctl_refuses_bad_names_before_any_file_or_request(tmp_path: Path, monkeypatch, verb,
+                                                               arg, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / arg).mkdir()  # reading it as a unit file would fail differently
+    out, err = io.StringIO(), io.StringIO()
+    env = {"FLEETCTL_ENDPOINT": f"unix://{tmp_path}/nobody-listens.sock"}  # any request fails
+    assert main([verb, "--", arg], out, err, env) == 1
+    assert err.getvalue() == f"Error creating units: {message}\n"
