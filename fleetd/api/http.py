@@ -18,10 +18,12 @@ import ssl
 import stat
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestHandler
 from pydantic import ValidationError
 
 from fleetd.api import access, alarms, batch, endpoints, filters, handlers, openapi, relay, schema
@@ -116,9 +118,13 @@ async def _json_body(request: web.Request, model: type[W]) -> W:
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"unable to decode body: not valid UTF-8 at byte {exc.start}") from exc
     try:
-        return model.from_json(raw)
+        body = model.from_json(raw)
     except ValidationError as exc:
         raise InvalidInput(f"unable to decode body: {_first_error(exc, raw)}") from exc
+    repeated = schema.repeated_key(raw)
+    if repeated is not None:
+        raise InvalidInput(f"unable to decode body: duplicate key {json.dumps(repeated)}")
+    return body
 
 
 def _first_error(exc: ValidationError, raw: str) -> str:
@@ -385,6 +391,64 @@ def make_app(
 
 # listening ----------------------------------------------------------------------------------------
 
+MAX_LINE = 8190  # bytes of the request line, and of one header line (aiohttp's defaults)
+# Connections the kernel queues before fleetd accepts them (capped by net.core.somaxconn): a
+# burst of clients (1,000 fleetctl or scripts at once) waits instead of being refused.
+LISTEN_BACKLOG = 4096
+
+
+def transport_error(status: int, exc: BaseException | None) -> tuple[int, str]:
+    """Status and message for a request that never reached the app: aiohttp could not parse it
+    (an over-long path is 414, an over-long header 431, anything else it refused 400) or an
+    unexpected exception escaped a handler (500)."""
+    if isinstance(exc, LineTooLong):
+        if _is_request_line(exc.args[0] if exc.args else b""):
+            return 414, f"request path too long: at most {MAX_LINE} bytes"
+        return 431, f"request header too long: at most {MAX_LINE} bytes"
+    if isinstance(exc, HttpProcessingError):
+        return 400, f"bad HTTP request: {exc.message}"
+    return status, "internal server error" if status >= 500 else "bad HTTP request"
+
+
+def _is_request_line(start: object) -> bool:
+    """Whether the start of an over-long line (what LineTooLong quotes) is the request line:
+    its target (aiohttp's C parser) or the whole line (its Python parser); else a header."""
+    line = bytes(start) if isinstance(start, bytes | bytearray) else b""
+    target = line.split(b" ", 1)[1] if line[:1].isupper() and b" " in line[:16] else line
+    return target.startswith((b"/", b"http:", b"https:"))
+
+
+class _JsonErrorHandler(RequestHandler):
+    """A connection that answers what never reaches the app in fleet's JSON error body
+    instead of aiohttp's plain text (aiohttp still logs it and closes the connection)."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)
+        response = error_response(*transport_error(plain.status, exc))
+        response.force_close()
+        return response
+
+
+class _JsonErrorServer(web.Server):
+    """aiohttp's low-level server, making `_JsonErrorHandler` connections."""
+
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    """AppRunner whose server is a `_JsonErrorServer` (aiohttp offers no public hook for the
+    connection class; tests/unit/test_bad_input.py notices if this stops working)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorServer
+        return server
+
+
 
 def remove_stale_socket(path: str) -> None:
     """Remove a socket file nobody listens on; refuse to touch a live socket or a non-socket."""
@@ -442,15 +506,15 @@ async def serve(
 
     Returns the started runner. The socket gets `socket_mode` and, if given, `socket_group`.
     """
-    runner = web.AppRunner(app, access_log=None)
+    runner = _Runner(app, access_log=None, max_line_size=MAX_LINE, max_field_size=MAX_LINE)
     await runner.setup()
     try:
         remove_stale_socket(socket_path)
-        await web.UnixSite(runner, socket_path).start()
+        await web.UnixSite(runner, socket_path, backlog=LISTEN_BACKLOG).start()
         _restrict_socket(socket_path, socket_mode, socket_group)
         if tcp:
             host, port = _split_host_port(tcp)
-            await web.TCPSite(runner, host, port, ssl_context=tcp_ssl).start()
+            await web.TCPSite(runner, host, port, ssl_context=tcp_ssl, backlog=LISTEN_BACKLOG).start()
     except BaseException:
         await runner.cleanup()
         raise

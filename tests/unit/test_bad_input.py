@@ -225,6 +225,16 @@ BAD_JSON = [
     ("POST", "/fleet/v1/units", {"units": {}}, "units: Input should be a valid array"),
     ("POST", "/fleet/v1/units", {"units": [{"options": HELLO}]}, "units[0]: name is required"),
     ("POST", "/fleet/v1/units", {"units": []}, "no units given"),
+    ("PUT", UNIT + "a.service", '{"desiredState":"inactive","desiredState":"launched","options":[]}',
+     'unable to decode body: duplicate key "desiredState"'),
+    ("PUT", UNIT + "a.service", '{"options":[{"section":"Service","name":"ExecStart","value":"/a",'
+     '"value":"/b"}]}', 'duplicate key "value"'),
+    ("POST", "/fleet/v1/units", '{"units":[{"name":"a.service","name":"b.service",'
+     '"desiredState":"loaded"}]}', 'duplicate key "name"'),
+    ("POST", "/fleet/v1/units", '{"units":[],"units":[{"name":"a.service","options":[]}]}',
+     'duplicate key "units"'),
+    ("PATCH", "/fleet/v1/machines", '[{"op":"add","op":"remove","path":"/m/metadata/k"}]',
+     'duplicate key "op"'),
 ]
 
 
@@ -327,3 +337,37 @@ def test_fleetctl_refuses_bad_names_before_any_file_or_request(tmp_path: Path, m
     env = {"FLEETCTL_ENDPOINT": f"unix://{tmp_path}/nobody-listens.sock"}  # any request fails
     assert main([verb, "--", arg], out, err, env) == 1
     assert err.getvalue() == f"Error creating units: {message}\n"
+
+
+# requests aiohttp cannot parse: fleet's JSON error body all the same ------------------------------
+
+UNPARSEABLE = [
+    (b"GET /fleet/v1/units/" + b"a" * 9000 + b".service HTTP/1.1\r\nHost: x\r\n\r\n", 414,
+     "request path too long: at most 8190 bytes"),
+    (b"GET /" + b"a" * 200000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request path too long"),
+    (b"GET /fleet/v1/units HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", 431,
+     "request header too long: at most 8190 bytes"),
+    (b"NOT HTTP AT ALL\r\n\r\n", 400, "bad HTTP request"),
+    (b"GET /fleet/v1/units HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "bad HTTP request"),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "message"), UNPARSEABLE)
+async def test_unparseable_requests_answer_in_json(tmp_path: Path, registry, raw, status,
+                                                   message) -> None:
+    sock = str(tmp_path / "fleet.sock")
+    runner = await serve(make_app(registry, "test"), sock)
+    try:
+        reader, writer = await asyncio.open_unix_connection(sock)
+        writer.write(raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == str(status).encode(), head  # HTTP/1.0: nothing was parsed
+    assert b"Content-Type: application/json" in head
+    error = json.loads(body)["error"]
+    assert error["code"] == status and message in error["message"], error
+    assert await contents(registry) == {}
