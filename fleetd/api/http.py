@@ -28,11 +28,14 @@ from pydantic import ValidationError
 
 from fleetd.api import access, alarms, batch, endpoints, filters, handlers, openapi, relay, schema
 from fleetd.api import dashboard as dashboard_api
+from fleetd.api import lockout as lockout_api
 from fleetd.api import metadata as metadata_api
 from fleetd.api import summary as summary_api
 from fleetd.api import watch as watch_api
+from fleetd.api.lockout import Lockout
 from fleetd.errors import ConfigError, FleetError, InvalidInput
 from fleetd.model import remote
+from fleetd.observe import NoRecorder, Recorder
 from fleetd.registry.store import Registry
 
 PREFIXES = ("/fleet/v1", "/v1-alpha")
@@ -333,24 +336,50 @@ def _over_unix_socket(request: web.Request) -> bool:
     return sock is not None and sock.family == socket.AF_UNIX
 
 
-def _tcp_auth(token: str) -> Middleware:
+def _tcp_auth(token: str, lockout: Lockout, recorder: Recorder) -> Middleware:
     """Middleware: requests over TCP must carry `Authorization: Bearer <token>` (or, GET/HEAD
-    only, the dashboard's session cookie; `GET /?token=` logs a browser in, see fleetd.api.dashboard)."""
+    only, the dashboard's session cookie; `GET /?token=` logs a browser in, see fleetd.api.dashboard).
+    An address that sent wrong tokens too often is refused with 429 (fleetd.api.lockout)."""
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         header = request.headers.get("Authorization")
         cookie = request.cookies.get(dashboard_api.COOKIE)
-        if (_over_unix_socket(request) or access.bearer_ok(header, token)
-                or dashboard_api.cookie_ok(request.method, cookie, token)):
+        if _over_unix_socket(request):
+            return await handler(request)
+        client = request.remote or ""
+        wait = lockout.blocked_for(client)
+        if wait is not None:
+            recorder.api_auth_failure("locked_out")
+            return _locked_out(wait)
+        if access.bearer_ok(header, token) or dashboard_api.cookie_ok(request.method, cookie, token):
             return await handler(request)
         if request.path == "/" and request.method in dashboard_api.READ_METHODS:
-            return _answer(dashboard_api.login(request.query.get("token"), token, request.secure))
+            given = request.query.get("token")
+            answer = dashboard_api.login(given, token, request.secure)
+            if answer.status >= 400:
+                _count_failure(lockout, recorder, client, bool(header or given))
+            return _answer(answer)
+        _count_failure(lockout, recorder, client, bool(header))
         response = error_response(401, access.refusal(header))
         response.headers["WWW-Authenticate"] = access.REALM
         return response
 
     return check
+
+
+def _count_failure(lockout: Lockout, recorder: Recorder, client: str, attempted: bool) -> None:
+    """A refused request: a wrong token counts towards the address's lockout, a missing one not."""
+    recorder.api_auth_failure("invalid" if attempted else "missing")
+    if attempted:
+        lockout.failed(client)
+
+
+def _locked_out(wait: float) -> web.Response:
+    response = error_response(429, f"too many failed token attempts from this address; retry "
+                                   f"in {lockout_api.retry_after_header(wait)} s")
+    response.headers["Retry-After"] = lockout_api.retry_after_header(wait)
+    return response
 
 
 def make_app(
@@ -361,16 +390,20 @@ def make_app(
     tcp_token: str | None = None,
     relayed: relay.Relay | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
+    recorder: Recorder | None = None,
+    lockout: Lockout | None = None,
 ) -> web.Application:
     """The API application over `registry`; pages hold at most `page_limit` items.
 
     With `tcp_token`, requests that arrive over TCP need it as a bearer token (the unix socket
     never does). `relayed` asks other hosts for status/journal/restart (default: a relay
     writing its requests without a lease). `metrics` renders GET /metrics (body, content type).
+    `recorder` counts refused tokens; `lockout` remembers them per address (default: a fresh
+    `Lockout` with the standard policy).
     """
     middlewares: list[Middleware] = [errors_middleware]
     if tcp_token is not None:
-        middlewares.insert(0, _tcp_auth(tcp_token))
+        middlewares.insert(0, _tcp_auth(tcp_token, lockout or Lockout(), recorder or NoRecorder()))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[REGISTRY_KEY] = registry
     app[LIMIT_KEY] = page_limit
