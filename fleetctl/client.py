@@ -265,14 +265,15 @@ class Client:
             if result.status >= 400:
                 raise ApiError(result.status, f'unit "{result.name}": {result.message}')
 
-    async def destroy_unit(self, name: str) -> bool:
-        try:
-            await self._request("DELETE", ("units", name))
-        except ApiError as exc:
-            if exc.code == 404:
-                return False
-            raise
-        return True
+    async def destroy_units(self, names: Sequence[str]) -> list[schema.UnitResult]:
+        """Destroy many units with DELETE /units: one request per MAX_BATCH names; one result
+        per name, in order (204 destroyed, 404 already gone)."""
+        results: list[schema.UnitResult] = []
+        for start in range(0, len(names), schema.MAX_BATCH):
+            body = schema.UnitNames(names=list(names[start : start + schema.MAX_BATCH]))
+            _, text = await self._request("DELETE", ("units",), body=body)
+            results += _decode(schema.UnitResults, text).results
+        return results
 
     async def list_states(
         self, unit_name: str | None = None, machine_id: str | None = None

@@ -18,7 +18,9 @@ from fleetctl.commands.base import (
     Context,
     add_block_flags,
     add_create_flags,
+    add_timeout_flag,
     add_units_arg,
+    within_timeout,
 )
 from fleetctl.commands.destroy import destroy_units
 from fleetctl.render import file_is_global
@@ -152,6 +154,11 @@ def _configure_activate(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _configure_start(parser: argparse.ArgumentParser) -> None:
+    _configure_activate(parser)
+    add_timeout_flag(parser)
+
+
 SUBMIT = Command(
     "submit",
     "Upload one or more units to the cluster without starting them",
@@ -170,7 +177,8 @@ START = Command(
     "start",
     "Instruct systemd to start one or more units in the cluster, "
     "first submitting and loading if necessary",
-    "fleetctl start [--replace] [--no-block|--block-attempts=N] [--instances=N] UNIT...",
-    _configure_activate,
-    run_start,
+    "fleetctl start [--replace] [--no-block|--block-attempts=N] [--instances=N] "
+    "[--timeout=SECONDS] UNIT...",
+    _configure_start,
+    within_timeout("start", run_start),
 )

@@ -111,6 +111,11 @@ async def post_units(request: web.Request) -> web.Response:
     return _reply(await batch.post_units(_reg(request), body))
 
 
+async def delete_units(request: web.Request) -> web.Response:
+    body = await _json_body(request, schema.UnitNames)
+    return _reply(await batch.delete_units(_reg(request), body))
+
+
 async def _json_body(request: web.Request, model: type[W]) -> W:
     types = request.headers.getall("Content-Type", [])
     charset = (request.charset or "utf-8").lower()
@@ -288,7 +293,8 @@ async def dashboard_asset(request: web.Request) -> web.Response:
 def _add_routes(app: web.Application, prefix: str) -> None:
     unit, state = prefix + "/units/{name}", prefix + "/state/{name}"
     table: list[tuple[str, dict[str, Handler], str]] = [
-        (prefix + "/units", {"GET": list_units, "POST": post_units}, "GET and POST"),
+        (prefix + "/units", {"GET": list_units, "POST": post_units, "DELETE": delete_units},
+         "GET, POST and DELETE"),
         (unit, {"GET": get_unit, "PUT": put_unit, "DELETE": delete_unit}, "GET, PUT and DELETE"),
         (prefix + "/state", {"GET": list_states}, "GET"),
         (state, {"GET": get_state}, "GET"),

@@ -100,6 +100,12 @@ class UnitBatch(Wire):
     units: list[Unit]
 
 
+class UnitNames(Wire):
+    """The body of DELETE /units: the units to destroy."""
+
+    names: list[str]
+
+
 class UnitResult(Wire):
     """What POST /units did with one entry: 201 created or replaced, 204 desired state set.
 
@@ -125,6 +131,7 @@ class UnitState(Wire):
     systemd_load_state: str = _json("systemdLoadState")
     systemd_active_state: str = _json("systemdActiveState")
     systemd_sub_state: str = _json("systemdSubState")
+    reason: str | None = None  # why the agent refused the unit (e.g. an invalid name)
 
 
 class StatePage(Wire):

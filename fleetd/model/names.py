@@ -115,6 +115,21 @@ def _check_start(name: str) -> str | None:
     return None
 
 
+def state_label(name: str) -> str:
+    """`name` as one registry key segment: `/` and `%` percent-encoded (identity for every
+    valid name, which has neither); how an agent reports a unit whose name it refused."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
+def refusal(name: str) -> str | None:
+    """Why fleetd refuses `name` (validate_name's message), or None if it is valid."""
+    try:
+        validate_name(name)
+    except InvalidUnitName as exc:
+        return str(exc)
+    return None
+
+
 def _go_quote(text: str) -> str:
     """Roughly Go's %q for a string: double-quoted with escapes."""
     return json.dumps(text, ensure_ascii=False)
