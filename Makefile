@@ -59,10 +59,11 @@ lint: $(VENV)/.installed
 	else echo "make: no import-linter contracts configured; skipped" >&2; fi
 
 # Every benchmark prints its figures and records them in docs/benchmarks.md (its own section).
-# bench.engine starts its own etcd; bench.agent uses (or brings up) the local cluster.
+# bench.engine and bench.destroy start their own etcd; bench.agent uses (or brings up) the local cluster.
 bench: deps
 	$(VENV)/bin/python -m bench.placement --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.engine --suite --record docs/benchmarks.md
+	$(VENV)/bin/python -m bench.destroy --units 5000 --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.agent --record docs/benchmarks.md
 
 # Every scenario NEMESIS_RUNS times (default 5); table, evidence and the totals' JSON line.
