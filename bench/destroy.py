@@ -4,7 +4,8 @@ The bench starts its own etcd (bench.etcd_server: one member, data on tmpfs unle
 --data-dir) and the API in a child process (bench.procs.api_main, the real app on a unix
 socket; no engine, no agent, no systemd), creates N instances of bench@.service as the API
 stores them (bench.seed), then times one `fleetctl destroy bench@.service` (a child process:
-its listing, the DELETE /units requests and its wait for states, of which there are none) from
+its listing, its DELETE /units requests of 1000 names and its wait for states, of which there
+are none) from
 launch to exit. Afterwards it checks that no unit record is left.
 
     python -m bench.destroy --units 5000 [--data-dir DIR] [--record docs/benchmarks.md]
@@ -97,9 +98,9 @@ def markdown(figures: dict[str, object], command: str, machine: str) -> str:
         f"{figures['etcd_data']}; "
         "the fleetd API (the real app, no engine or agent) in a child process on a unix socket; "
         f"{figures['units']} instances of bench@.service created as the API stores them, then one "
-        "`fleetctl destroy bench@.service` timed from launch to exit: its listing, one "
-        "DELETE /units (fleetd removes 42 units per txn) and its wait for states (there are "
-        "none: no hosts).",
+        "`fleetctl destroy bench@.service` timed from launch to exit: its listing, its "
+        "DELETE /units requests of 1000 names (fleetd removes 42 units per txn) and its wait "
+        "for states (there are none: no hosts).",
         "",
         f"**{figures['seconds']} s** for {figures['units']} units ({figures['units_per_s']} "
         f"units/s); target < {figures['target_seconds']:g} s: "

@@ -1,8 +1,8 @@
 """destroy: delete units from the registry and (unless --no-block) wait until they are gone.
 
-A template argument destroys all its instances in the registry first, then the template. All
-the units go in one DELETE /units (fleetd removes them in txns of 42); the wait for all of them
-shares one state listing per poll. The whole command gives up after --timeout seconds.
+A template argument destroys all its instances in the registry first, then the template. The
+units go in DELETE /units requests of 1000 (fleetd removes them in txns of 42); the wait for all
+of them shares one state listing per poll. The whole command gives up after --timeout seconds.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ async def run_destroy(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def destroy_units(ctx: Context, names: Sequence[str], no_block: bool, attempts: int) -> int:
-    """Delete the units (one DELETE /units per 10000), wait for them all, print `Destroyed X`
+    """Delete the units (one DELETE /units per 1000), wait for them all, print `Destroyed X`
     for each unit gone (one already gone counts); 1 if any delete or wait failed."""
     if not names:
         return 0

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from test_api_batch import CountingKV
 
+from fleetctl import client as fleetctl_client
 from fleetctl.cli import main as fleetctl
 from fleetd.api.http import make_app, serve
 from fleetd.model.states import TargetState
@@ -106,8 +107,10 @@ async def test_bad_requests_are_400_and_destroy_nothing(client, registry, body, 
     assert [u.name for u in await registry.list_units()] == ["a.service"]
 
 
-async def test_fleetctl_destroy_sends_one_request(tmp_path: Path, registry, kv) -> None:
-    names = [f"w{i:03d}.service" for i in range(200)]
+async def test_fleetctl_destroy_sends_its_units_in_batches(tmp_path: Path, registry, kv,
+                                                          monkeypatch) -> None:
+    monkeypatch.setattr(fleetctl_client, "DESTROY_BATCH", 50)
+    names = [f"w{i:03d}.service" for i in range(120)]
     await create(registry, *names)
     sock = str(tmp_path / "fleet.sock")
     runner = await serve(make_app(registry, "test"), sock)
@@ -119,7 +122,7 @@ async def test_fleetctl_destroy_sends_one_request(tmp_path: Path, registry, kv) 
         await runner.cleanup()
     assert code == 0, err.getvalue()
     assert out.getvalue().splitlines() == [f"Destroyed {n}" for n in names]
-    assert err.getvalue().count("DEBUG: DELETE") == 1
+    assert err.getvalue().count("DEBUG: DELETE") == 3  # 50 + 50 + 20
     assert await registry.list_units() == []
 
 
