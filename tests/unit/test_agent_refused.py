@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from structlog.testing import capture_logs
-from test_loops import HELLO, Solo, cancel, eventually, eventually_async, quiesce
+from test_loops import (
+    HELLO,
+    Solo,
+    eventually,
+    eventually_async,
+    solo,  # noqa: F401  (the fixture: one fleetd without an engine)
+)
 
 from fleetd.model.states import TargetState
 from fleetd.model.unit import Assignment, Unit
@@ -31,30 +36,20 @@ INVALID = {
 }
 
 
-@pytest.fixture
-async def solo():
-    s = Solo()
-    await s.start()
-    yield s
-    assert s.task is not None
-    await quiesce(s.kv)
-    await cancel(s.task)
-
-
-async def place(solo: Solo, *names: str) -> None:
+async def place(host: Solo, *names: str) -> None:
     """Assign units here directly (bypassing the API), with their files."""
     unit_file = UnitFile.parse(HELLO)
-    ops: list[Op] = [Put(solo.registry.keys.file(unit_file.hash), unit_file.serialize())]
-    ops += [solo.registry.place_op(Assignment(n, solo.machine.id, unit_file.hash,
+    ops: list[Op] = [Put(host.registry.keys.file(unit_file.hash), unit_file.serialize())]
+    ops += [host.registry.place_op(Assignment(n, host.machine.id, unit_file.hash,
                                               TargetState.LAUNCHED)) for n in names]
-    await solo.kv.txn((), ops)
+    await host.kv.txn((), ops)
 
 
-async def reported(solo: Solo) -> dict[str, tuple[str, str]]:
-    return {s.name: (s.systemd.active, s.reason) for s in await solo.registry.list_states()}
+async def reported(host: Solo) -> dict[str, tuple[str, str]]:
+    return {s.name: (s.systemd.active, s.reason) for s in await host.registry.list_states()}
 
 
-async def test_invalid_names_are_refused_reported_failed_and_the_rest_runs(solo: Solo) -> None:
+async def test_invalid_names_are_refused_reported_failed_and_the_rest_runs(solo: Solo) -> None:  # noqa: F811
     with capture_logs() as logs:
         await place(solo, "good.service", *INVALID)
         await eventually(lambda: solo.running() == {"good.service"})
@@ -72,7 +67,7 @@ async def test_invalid_names_are_refused_reported_failed_and_the_rest_runs(solo:
     assert sorted(refusals) == sorted(INVALID)  # each exactly once
 
 
-async def test_a_refused_unit_removed_from_etcd_takes_its_state_with_it(solo: Solo) -> None:
+async def test_a_refused_unit_removed_from_etcd_takes_its_state_with_it(solo: Solo) -> None:  # noqa: F811
     await place(solo, "good.service", "-rf.service")
     await eventually_async(lambda: _has(solo, "-rf.service"))
     await solo.kv.txn((), [solo.registry.evict_op("-rf.service", solo.machine.id)])
@@ -80,7 +75,7 @@ async def test_a_refused_unit_removed_from_etcd_takes_its_state_with_it(solo: So
     assert "good.service" in await reported(solo)
 
 
-async def test_a_global_unit_with_an_invalid_name_is_refused_too(solo: Solo) -> None:
+async def test_a_global_unit_with_an_invalid_name_is_refused_too(solo: Solo) -> None:  # noqa: F811
     unit_file = UnitFile.parse(HELLO + "[X-Fleet]\nGlobal=true\n")
     record = Unit(name="-g.service", hash=unit_file.hash, desired=TargetState.LAUNCHED,
                   is_global=True)
@@ -94,14 +89,14 @@ async def test_a_global_unit_with_an_invalid_name_is_refused_too(solo: Solo) -> 
     assert "-g.service" not in solo.systemd.files
 
 
-async def _all_reported(solo: Solo) -> bool:
-    states = await reported(solo)
+async def _all_reported(host: Solo) -> bool:
+    states = await reported(host)
     return all(label in states for label, _ in INVALID.values())
 
 
-async def _has(solo: Solo, label: str) -> bool:
-    return label in await reported(solo)
+async def _has(host: Solo, label: str) -> bool:
+    return label in await reported(host)
 
 
-async def _lacks(solo: Solo, label: str) -> bool:
-    return label not in await reported(solo)
+async def _lacks(host: Solo, label: str) -> bool:
+    return label not in await reported(host)
