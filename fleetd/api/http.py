@@ -32,7 +32,6 @@ from fleetd.api import lockout as lockout_api
 from fleetd.api import metadata as metadata_api
 from fleetd.api import summary as summary_api
 from fleetd.api import watch as watch_api
-from fleetd.api.lockout import Lockout
 from fleetd.errors import ConfigError, FleetError, InvalidInput
 from fleetd.model import remote
 from fleetd.observe import NoRecorder, Recorder
@@ -342,15 +341,13 @@ def _over_unix_socket(request: web.Request) -> bool:
     return sock is not None and sock.family == socket.AF_UNIX
 
 
-def _tcp_auth(token: str, lockout: Lockout, recorder: Recorder) -> Middleware:
+def _tcp_auth(token: str, lockout: lockout_api.Lockout, recorder: Recorder) -> Middleware:
     """Middleware: requests over TCP must carry `Authorization: Bearer <token>` (or, GET/HEAD
     only, the dashboard's session cookie; `GET /?token=` logs a browser in, see fleetd.api.dashboard).
     An address that sent wrong tokens too often is refused with 429 (fleetd.api.lockout)."""
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        header = request.headers.get("Authorization")
-        cookie = request.cookies.get(dashboard_api.COOKIE)
         if _over_unix_socket(request):
             return await handler(request)
         client = request.remote or ""
@@ -358,27 +355,31 @@ def _tcp_auth(token: str, lockout: Lockout, recorder: Recorder) -> Middleware:
         if wait is not None:
             recorder.api_auth_failure("locked_out")
             return _locked_out(wait)
+        header, cookie = request.headers.get("Authorization"), request.cookies.get(dashboard_api.COOKIE)
         if access.bearer_ok(header, token) or dashboard_api.cookie_ok(request.method, cookie, token):
             return await handler(request)
-        if request.path == "/" and request.method in dashboard_api.READ_METHODS:
-            given = request.query.get("token")
-            answer = dashboard_api.login(given, token, request.secure)
-            if answer.status >= 400:
-                _count_failure(lockout, recorder, client, bool(header or given))
-            return _answer(answer)
-        _count_failure(lockout, recorder, client, bool(header))
-        response = error_response(401, access.refusal(header))
-        response.headers["WWW-Authenticate"] = access.REALM
+        response, failure = _without_token(request, header, token)
+        if failure is not None:
+            recorder.api_auth_failure(failure)
+            if failure == "invalid":  # a wrong token counts towards the lockout, a missing one not
+                lockout.failed(client)
         return response
 
     return check
 
 
-def _count_failure(lockout: Lockout, recorder: Recorder, client: str, attempted: bool) -> None:
-    """A refused request: a wrong token counts towards the address's lockout, a missing one not."""
-    recorder.api_auth_failure("invalid" if attempted else "missing")
-    if attempted:
-        lockout.failed(client)
+def _without_token(request: web.Request, header: str | None, token: str
+                   ) -> tuple[web.Response, str | None]:
+    """The answer to a TCP request without a valid token or session, and how it failed
+    (`missing`, `invalid`; None: a dashboard login with the right `?token=`)."""
+    if request.path == "/" and request.method in dashboard_api.READ_METHODS:
+        given = request.query.get("token")
+        answer = dashboard_api.login(given, token, request.secure)
+        failed = answer.status >= 400
+        return _answer(answer), ("invalid" if header or given else "missing") if failed else None
+    response = error_response(401, access.refusal(header))
+    response.headers["WWW-Authenticate"] = access.REALM
+    return response, "invalid" if header else "missing"
 
 
 def _locked_out(wait: float) -> web.Response:
@@ -397,7 +398,7 @@ def make_app(
     relayed: relay.Relay | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     recorder: Recorder | None = None,
-    lockout: Lockout | None = None,
+    lockout: lockout_api.Lockout | None = None,
 ) -> web.Application:
     """The API application over `registry`; pages hold at most `page_limit` items.
 
@@ -409,7 +410,8 @@ def make_app(
     """
     middlewares: list[Middleware] = [errors_middleware]
     if tcp_token is not None:
-        middlewares.insert(0, _tcp_auth(tcp_token, lockout or Lockout(), recorder or NoRecorder()))
+        middlewares.insert(0, _tcp_auth(tcp_token, lockout or lockout_api.Lockout(),
+                                        recorder or NoRecorder()))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[REGISTRY_KEY] = registry
     app[LIMIT_KEY] = page_limit
