@@ -92,6 +92,16 @@ def find_source(path: str, name: str, registry: Registry) -> UnitFile:
     return read_unit_file(on_disk)
 
 
+def check_names(args: Sequence[str]) -> None:
+    """Every argument's unit name, checked as the API will check it, before any file is read
+    or request sent: one bad name and nothing is touched."""
+    for name in map(normalize_name, args):
+        try:
+            validate_name(name)
+        except InvalidInput as exc:
+            raise ResolveError(f"invalid unit {name}: {exc}") from exc
+
+
 def check(ctx: Context, name: str, unitfile: UnitFile, warn: bool = True) -> None:
     """The API's validation, done first so nothing is half-written; unknown keys only warn."""
     try:
@@ -185,3 +195,11 @@ def plan_units(
     """One plan per argument, in order, against `registry`; raises ResolveError. No I/O but
     reading local unit files."""
     return [plan_one(ctx, arg, registry, replace, allowed) for arg in args]
+
+
+async def plan_checked(
+    ctx: Context, args: Sequence[str], *, replace: bool, allowed: Collection[TargetState]
+) -> list[Plan]:
+    """`plan_units` against one fresh listing, once every name passed `check_names`."""
+    check_names(args)
+    return plan_units(ctx, args, await read_registry(ctx), replace=replace, allowed=allowed)

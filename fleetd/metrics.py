@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from fleetd.observe import EVICTION_CATEGORIES, PENDING_CATEGORIES
+from fleetd.observe import AUTH_FAILURES, EVICTION_CATEGORIES, PENDING_CATEGORIES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 PASS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -41,6 +41,7 @@ class Metrics:
         self._engine(reg)
         self._etcd(reg)
         self._agent(reg)
+        self._api(reg)
         ProcessCollector(registry=reg)  # process_cpu_seconds_total, resident memory, open fds
 
     def _engine(self, reg: CollectorRegistry) -> None:
@@ -101,6 +102,14 @@ class Metrics:
             self.tasks.labels(task)
             self.task_failures.labels(task)
 
+    def _api(self, reg: CollectorRegistry) -> None:
+        self.auth_failures = Counter("fleet_api_auth_failures_total",
+                                     "TCP API requests refused for their token: missing, invalid, "
+                                     "or locked_out (the address sent too many wrong tokens)",
+                                     ["reason"], registry=reg)
+        for reason in AUTH_FAILURES:
+            self.auth_failures.labels(reason)
+
     # Recorder --------------------------------------------------------------------------------
 
     def leadership(self, leading: bool) -> None:
@@ -150,6 +159,9 @@ class Metrics:
 
     def agent_pass_abandoned(self) -> None:
         self.passes_abandoned.inc()
+
+    def api_auth_failure(self, reason: str) -> None:
+        self.auth_failures.labels(_known(reason, AUTH_FAILURES)).inc()
 
     # exposition ------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""What the loops tell the metrics about (pure): the `Recorder` port, a recorder that ignores
+"""What the loops and the API tell the metrics about (pure): the `Recorder` port, a recorder that ignores
 everything, and the bounded categories that stand for the scheduler's free-text reasons.
 
 Engine, agent and etcd adapter depend on `Recorder` only; the composition root hands them
@@ -34,6 +34,7 @@ _PATTERNS = tuple((re.compile(pattern), name) for pattern, name in (
 ))
 PENDING_CATEGORIES = ("resources", "conflicts", "replaced", "peer", "metadata", "machine_id",
                       "no_machines", "template", "mass_failure", "other")
+AUTH_FAILURES = ("missing", "invalid", "locked_out")
 EVICTION_CATEGORIES = ("machine_gone", "unit_removed", "desired_state", "conflicts", "replaced",
                        "peer", "metadata", "machine_id", "global", "template", "other")
 
@@ -84,6 +85,10 @@ class Recorder(Protocol):
     def agent_pass_abandoned(self) -> None:
         """An agent pass ran past its timeout and was abandoned (a bug)."""
 
+    def api_auth_failure(self, reason: str) -> None:
+        """A TCP request refused for its token: `missing`, `invalid` (a wrong token or
+        dashboard login) or `locked_out` (its address failed too often; token not checked)."""
+
 
 class NoRecorder:
     """A `Recorder` that keeps nothing."""
@@ -111,4 +116,7 @@ class NoRecorder:
         return None
 
     def agent_pass_abandoned(self) -> None:
+        return None
+
+    def api_auth_failure(self, reason: str) -> None:
         return None

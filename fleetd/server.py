@@ -31,6 +31,7 @@ from fleetd.api.relay import Relay
 from fleetd.config import FleetConfig
 from fleetd.engine.reconciler import Engine
 from fleetd.errors import FleetError
+from fleetd.limits import raise_open_files
 from fleetd.logs import get_logger
 from fleetd.loop import spawn
 from fleetd.metrics import Metrics
@@ -98,6 +99,8 @@ async def run(cfg: FleetConfig) -> None:
     tcp = access.tcp_access(cfg)  # refuses an unprotected TCP listener before anything starts
     for warning in tcp.warnings if tcp else ():
         log.warning(warning)
+    before, after = raise_open_files()
+    log.info("open files limit", soft=after, was=before)
     machine = local_machine(cfg)
     etcd_tls = (TLSFiles(ca=cfg.etcd_cafile or None, cert=cfg.etcd_certfile or None,
                          key=cfg.etcd_keyfile or None) if cfg.etcd_cafile or cfg.etcd_certfile else None)
@@ -115,7 +118,8 @@ async def run(cfg: FleetConfig) -> None:
                     run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy,
                     fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics)
     app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
-                   relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render)
+                   relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render,
+                   recorder=metrics)
     runner = await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
                          tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,

@@ -18,11 +18,13 @@ from fleetctl.commands.base import (
     Context,
     add_block_flags,
     add_create_flags,
+    add_timeout_flag,
     add_units_arg,
+    within_timeout,
 )
 from fleetctl.commands.destroy import destroy_units
 from fleetctl.render import file_is_global
-from fleetctl.resolve import Registry, ResolveError, plan_units, read_registry
+from fleetctl.resolve import Registry, ResolveError, check_names, plan_checked, read_registry
 from fleetctl.templates import TemplateError
 from fleetd.api import schema
 from fleetd.model.states import TargetState
@@ -40,8 +42,8 @@ async def _submit(ctx: Context, args: argparse.Namespace) -> bool:
         ctx.warn("No units given")
         return False
     try:
-        plans = plan_units(ctx, args.units, await read_registry(ctx), replace=args.replace,
-                           allowed=ALLOWED_REPLACE["submit"])
+        plans = await plan_checked(ctx, args.units, replace=args.replace,
+                                   allowed=ALLOWED_REPLACE["submit"])
         await submission.send(ctx, submission.entries(plans), no_block=False)
     except (ResolveError, ClientError) as exc:
         ctx.warn(f"Error creating units: {exc}")
@@ -58,6 +60,7 @@ async def _plan(
         ctx.warn("No units given")
         return None
     try:
+        check_names(args.units)
         registry = await read_registry(ctx)
         return registry, instances.prepare(ctx, args.units, registry, replace=args.replace,
                                            allowed=ALLOWED_REPLACE[verb], override=args.instances,
@@ -151,6 +154,11 @@ def _configure_activate(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _configure_start(parser: argparse.ArgumentParser) -> None:
+    _configure_activate(parser)
+    add_timeout_flag(parser)
+
+
 SUBMIT = Command(
     "submit",
     "Upload one or more units to the cluster without starting them",
@@ -169,7 +177,8 @@ START = Command(
     "start",
     "Instruct systemd to start one or more units in the cluster, "
     "first submitting and loading if necessary",
-    "fleetctl start [--replace] [--no-block|--block-attempts=N] [--instances=N] UNIT...",
-    _configure_activate,
-    run_start,
+    "fleetctl start [--replace] [--no-block|--block-attempts=N] [--instances=N] "
+    "[--timeout=SECONDS] UNIT...",
+    _configure_start,
+    within_timeout("start", run_start),
 )

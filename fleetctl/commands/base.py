@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TextIO
@@ -68,6 +69,37 @@ def add_block_flags(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="wait at most N attempts of ~2 s each (0 = wait forever)",
     )
+
+
+DEFAULT_TIMEOUT = 600.0  # seconds: start and destroy give up after this, waits included
+
+
+def add_timeout_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up after SECONDS in all, waiting included, and exit 1 (default "
+        f"{DEFAULT_TIMEOUT:g}; 0 = no limit)",
+    )
+
+
+def within_timeout(verb: str, run: Runner) -> Runner:
+    """`run`, given up after `--timeout` seconds with a message saying what may be left."""
+
+    async def bounded(ctx: Context, args: argparse.Namespace) -> int:
+        try:
+            async with asyncio.timeout(args.timeout if args.timeout > 0 else None) as deadline:
+                return await run(ctx, args)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+        ctx.warn(f"Error: fleetctl {verb} did not finish within {args.timeout:g} s (--timeout): "
+                 f"what it sent may still be under way; see fleetctl list-unit-files")
+        return 1
+
+    return bounded
 
 
 def configure_blocking_units(parser: argparse.ArgumentParser) -> None:

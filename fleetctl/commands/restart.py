@@ -18,7 +18,7 @@ from fleetctl.client import ClientError
 from fleetctl.commands.base import Command, Context, add_units_arg, find_units, names_of
 from fleetctl.commands.remote import relay_print
 from fleetctl.render import is_global
-from fleetctl.resolve import ResolveError, plan_units, read_registry
+from fleetctl.resolve import ResolveError, plan_checked
 from fleetd.api import schema
 from fleetd.model.states import TargetState
 
@@ -34,8 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 async def _lazy_create(ctx: Context, args: argparse.Namespace) -> bool:
     """fleet's lazy create (no --replace: a differing local file only warns); False on error."""
     try:
-        plans = plan_units(ctx, args.units, await read_registry(ctx), replace=False,
-                           allowed=frozenset({INACTIVE}))
+        plans = await plan_checked(ctx, args.units, replace=False, allowed=frozenset({INACTIVE}))
         await submission.send(ctx, submission.entries(plans), no_block=False)
     except (ResolveError, ClientError) as exc:
         ctx.warn(f"Error creating units: {exc}")

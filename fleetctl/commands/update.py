@@ -17,7 +17,15 @@ from collections.abc import Mapping, Sequence
 from fleetctl import progress, render, rollout, templates, waiting
 from fleetctl.client import ClientError
 from fleetctl.commands.base import Command, Context
-from fleetctl.resolve import Registry, ResolveError, check, read_registry, read_unit_file, unit_path
+from fleetctl.resolve import (
+    Registry,
+    ResolveError,
+    check,
+    check_names,
+    read_registry,
+    read_unit_file,
+    unit_path,
+)
 from fleetd.api import schema
 from fleetd.model.names import normalize_name
 from fleetd.model.states import TargetState
@@ -115,6 +123,7 @@ async def run_update(ctx: Context, args: argparse.Namespace) -> int:
         return 1
     name = normalize_name(args.unit_file)
     try:
+        check_names([args.unit_file])
         new = read_unit_file(unit_path(args.unit_file))
         registry = await read_registry(ctx)
         names = _targets(name, registry)

@@ -1,15 +1,17 @@
 """Agent planning: the pure step from "what should run here" and "what is here" to systemd tasks.
 
 Owns fleet's per-unit task table (docs/architecture.md) and the task order
-unload < load < reload < stop < start, with one daemon-reload only when files changed.
+unload < load < reload < stop < start, with one daemon-reload only when files changed, and
+which assigned units the agent refuses outright (an invalid name) instead of planning them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
+from fleetd.model.names import refusal
 from fleetd.model.states import TargetState
 
 
@@ -48,6 +50,13 @@ class Task:
     kind: TaskKind
     unit: str
     reason: str
+
+
+def refused_names(names: Iterable[str]) -> dict[str, str]:
+    """The names systemd or fleet would refuse, each with the reason to report. Such a unit can
+    only come from a record written to etcd past the API; it never reaches planning."""
+    return {name: f"invalid unit name: {why}" for name in names
+            if (why := refusal(name)) is not None}
 
 
 def plan_tasks(desired: Mapping[str, Desired], current: Mapping[str, Current]) -> tuple[Task, ...]:

@@ -15,6 +15,10 @@ two loops:
   call, then marked dirty: the units an agent pass acted on, and every fleet unit after a new
   lease, after a failed query and every RESYNC_SECONDS.
 
+Units the agent refused to hand to systemd (`refuse`: an invalid name written to etcd past the
+API) are reported without asking systemd: failed, with the reason, under a key-safe label of
+their name (`fleetd.model.names.state_label`).
+
 A failed write is retried RETRY_SECONDS later for every unit; what was published is kept, so
 records of units that left are still deleted.
 
@@ -28,14 +32,15 @@ arrives while a question is out wins over the (older) answer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 from fleetd.agent.endpoints import EndpointBook
 from fleetd.agent.local import HostUnits
 from fleetd.errors import NotFound, RegistryUnavailable, UnitManagerError
 from fleetd.logs import get_logger
 from fleetd.loop import Wakeup, spawn
-from fleetd.model.states import SystemdState, UnitState
+from fleetd.model.names import state_label
+from fleetd.model.states import REFUSED, SystemdState, TargetState, UnitState
 from fleetd.registry.endpoints import endpoint_ops
 from fleetd.registry.store import Registry
 from fleetd.systemd.base import Activity, UnitManager
@@ -65,6 +70,7 @@ class Publisher:
         self._ask_all = True
         self._signalled: set[str] | None = None  # units signalled while a question is out
         self._published: dict[str, UnitState] = {}
+        self.refused: dict[str, UnitState] = {}  # by state label: what `refuse` reports
         self.endpoints = EndpointBook(machine_id, ip, host)
         self.log = get_logger("publisher", machine=machine_id[:8])
 
@@ -98,8 +104,21 @@ class Publisher:
         """A new lease took our old records with it: write everything again."""
         self._published.clear()
         self.endpoints.forget()
-        self._mark(set(self.known))
+        self._mark(set(self.known) | set(self.refused))
         self.refresh_all()
+
+    def refuse(self, units: Mapping[str, tuple[str, str]]) -> None:
+        """Report exactly these units (name -> (hash, reason)) as refused: failed, with the
+        reason, never asked of systemd. Units refused before and missing now are withdrawn."""
+        states = {state_label(name): UnitState(name=state_label(name), machine=self.machine_id,
+                                               hash=digest, state=TargetState.INACTIVE,
+                                               systemd=REFUSED, reason=reason)
+                  for name, (digest, reason) in units.items()}
+        changed = {n for n in states.keys() | self.refused.keys()
+                   if states.get(n) != self.refused.get(n)}
+        self.refused = states
+        if changed:
+            self._mark(changed)
 
     def _mark(self, names: set[str]) -> None:
         self._dirty |= names
@@ -171,13 +190,15 @@ class Publisher:
         lease = self.lease()
         if not lease:
             return
-        files = self.host.files
-        names, self._dirty = self._dirty & set(files), set()
-        fresh = [UnitState(name=name, machine=self.machine_id, hash=files[name],
-                           state=self.host.fleet_state(name), systemd=self.known[name])
-                 for name in names if name in self.known]
+        files, refused = self.host.files, self.refused
+        names, self._dirty = self._dirty & (set(files) | set(refused)), set()
+        fresh = [refused.get(name) or UnitState(name=name, machine=self.machine_id, hash=files[name],
+                                                state=self.host.fleet_state(name),
+                                                systemd=self.known[name])
+                 for name in names if name in refused or name in self.known]
         changed = [s for s in fresh if self._published.get(s.name) != s]
-        gone = [name for name in self._published if name not in files or name not in self.known]
+        gone = [name for name in self._published
+                if name not in refused and (name not in files or name not in self.known)]
         shown, hidden = self.endpoints.changes(names, self.known)
         if changed or gone or shown or hidden:
             extra = endpoint_ops(self.registry.keys, self.machine_id, lease, shown, hidden)

@@ -11,7 +11,9 @@ the agent never reads the rest of the registry. A pass is gather -> plan_tasks (
   of one phase run concurrently, at most PARALLEL_TASKS at once. A phase with a failure ends
   the pass, and the next pass, RETRY_SECONDS later, retries. The units a pass acted on are
   handed to the publisher to read back from systemd.
-Global units are decided here, with the rule the engine shares (fleetd.model.globals). Passes
+Global units are decided here, with the rule the engine shares (fleetd.model.globals). A unit
+whose name fleet refuses (written to etcd past the API) never reaches systemd: it is logged
+once, reported failed with the reason, and the other units go on. Passes
 run when a mirror changes, and every RELIST_SECONDS otherwise, when both prefixes are also
 listed afresh and merged (an alarm for a watch that stops without an error: what a listing
 finds that the watch then never delivers is counted as a relist catch, and a pass abandoned
@@ -34,7 +36,7 @@ from typing import Protocol
 
 from fleetd.agent.local import HostUnits
 from fleetd.agent.mirror import Mirror
-from fleetd.agent.planning import Current, Desired, Task, TaskKind, plan_tasks
+from fleetd.agent.planning import Current, Desired, Task, TaskKind, plan_tasks, refused_names
 from fleetd.agent.publisher import Publisher
 from fleetd.errors import Compacted, InvalidInput, RegistryUnavailable, UnitManagerError
 from fleetd.logs import get_logger
@@ -93,6 +95,7 @@ class Agent:
         self.globals: Mirror[Unit] = Mirror(kv, keys.globals, registry.decode_global, self.wakeup.poke,
                                             self._watch_trouble, self._caught, patience=RELIST_SECONDS)
         self._texts: dict[str, str] = {}
+        self._refused: dict[str, str] = {}  # unit -> reason, as last reported
         self._requirements: dict[tuple[str, str], Requirements | None] = {}
         self._rescan_due = True
         self._rescanned_at = 0.0
@@ -206,6 +209,7 @@ class Agent:
                   for a in self.assigned.items.values() if a.desired is not TargetState.INACTIVE}
         candidates = [u for u in self.globals.items.values()
                       if u.desired is not TargetState.INACTIVE and u.name not in wanted]
+        wanted, candidates = self._without_refused(wanted, candidates)
         digests = [d.hash for d in wanted.values()] + [u.hash for u in candidates]
         await self._fetch(digests)
         self._forget_all_but(set(digests))
@@ -214,6 +218,20 @@ class Agent:
         if await self._fencing():
             wanted = self._fenced(wanted)
         return wanted
+
+    def _without_refused(self, wanted: dict[str, Desired], candidates: list[Unit]
+                         ) -> tuple[dict[str, Desired], list[Unit]]:
+        """Drop the units whose names fleet refuses; log each once, and have the publisher
+        report them failed with the reason."""
+        hashes = {n: d.hash for n, d in wanted.items()} | {u.name: u.hash for u in candidates}
+        refused = refused_names(hashes)
+        for name in sorted(refused.keys() - self._refused.keys()):
+            self.log.error("unit refused; reported failed, the other units go on", unit=name,
+                           reason=refused[name])
+        self._refused = refused
+        self.publisher.refuse({n: (hashes[n], why) for n, why in refused.items()})
+        return ({n: d for n, d in wanted.items() if n not in refused},
+                [u for u in candidates if u.name not in refused])
 
     def _note_published(self, desired: dict[str, Desired]) -> set[str]:
         """Tell the publisher each desired unit's Publish= ports; the units whose ports changed."""

@@ -1,4 +1,6 @@
-"""POST /units: many unit submissions in one request, checked whole before anything is written.
+"""POST /units and DELETE /units: many unit submissions, or destructions, in one request.
+
+POST checks the whole request before anything is written.
 
 Owns the batch rules. Every entry follows PUT /units/{name}'s create / replace / desired-state
 rules and messages, decided against one listing of the registry; the first entry that breaks a
@@ -34,17 +36,22 @@ class Decision:
 
 def check_entries(entries: Sequence[schema.Unit]) -> None:
     """400 for an empty or oversized batch, an entry without a name, a repeated name."""
-    if not entries:
+    check_names([entry.name or "" for entry in entries], "units")
+
+
+def check_names(names: Sequence[str], field: str) -> None:
+    """400 for an empty or oversized batch, an empty name, a repeated name."""
+    if not names:
         raise InvalidInput("no units given")
-    if len(entries) > schema.MAX_BATCH:
-        raise InvalidInput(f"too many units: {len(entries)}, at most {schema.MAX_BATCH} per request")
+    if len(names) > schema.MAX_BATCH:
+        raise InvalidInput(f"too many units: {len(names)}, at most {schema.MAX_BATCH} per request")
     seen: set[str] = set()
-    for index, entry in enumerate(entries):
-        if not entry.name:
-            raise InvalidInput(f"units[{index}]: name is required")
-        if entry.name in seen:
-            raise InvalidInput(f'duplicate unit "{entry.name}"')
-        seen.add(entry.name)
+    for index, name in enumerate(names):
+        if not name:
+            raise InvalidInput(f"{field}[{index}]: name is required")
+        if name in seen:
+            raise InvalidInput(f'duplicate unit "{name}"')
+        seen.add(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +143,18 @@ async def post_units(reg: Registry, body: schema.UnitBatch) -> handlers.Result:
     applied = dict(zip([w.unit.name for w in writes], await reg.write_units(writes), strict=True))
     results = [await _result(reg, e, d, applied) for e, d in zip(body.units, decisions, strict=True)]
     return 200, schema.UnitResults(results=results)
+
+
+async def delete_units(reg: Registry, body: schema.UnitNames) -> handlers.Result:
+    """DELETE /units: destroy each named unit as DELETE /units/{name} would (204, or 404 for
+    one that does not exist), in few txns; 200 with one result per name, in order. Names are
+    not validated: a unit written past the API with an invalid name can be removed too."""
+    check_names(body.names, "names")
+    removed = await reg.delete_units(body.names)
+    return 200, schema.UnitResults(results=[
+        schema.UnitResult(name=name, status=204) if done else
+        schema.UnitResult(name=name, status=404, message="unit does not exist")
+        for name, done in zip(body.names, removed, strict=True)])
 
 
 async def _result(

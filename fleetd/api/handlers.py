@@ -285,6 +285,7 @@ def state_to_wire(s: states.UnitState) -> schema.UnitState:
         systemd_load_state=s.systemd.load,
         systemd_active_state=s.systemd.active,
         systemd_sub_state=s.systemd.sub,
+        reason=s.reason or None,
     )
 
 

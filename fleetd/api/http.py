@@ -18,20 +18,24 @@ import ssl
 import stat
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestHandler
 from pydantic import ValidationError
 
 from fleetd.api import access, alarms, batch, endpoints, filters, handlers, openapi, relay, schema
 from fleetd.api import dashboard as dashboard_api
+from fleetd.api import lockout as lockout_api
 from fleetd.api import metadata as metadata_api
 from fleetd.api import summary as summary_api
 from fleetd.api import watch as watch_api
 from fleetd.api.snapshots import Snapshots
 from fleetd.errors import ConfigError, FleetError, InvalidInput
 from fleetd.model import remote
+from fleetd.observe import NoRecorder, Recorder
 from fleetd.registry.store import Registry
 
 PREFIXES = ("/fleet/v1", "/v1-alpha")
@@ -118,6 +122,11 @@ async def post_units(request: web.Request) -> web.Response:
     return _reply(await batch.post_units(_reg(request), body))
 
 
+async def delete_units(request: web.Request) -> web.Response:
+    body = await _json_body(request, schema.UnitNames)
+    return _reply(await batch.delete_units(_reg(request), body))
+
+
 async def _json_body(request: web.Request, model: type[W]) -> W:
     types = request.headers.getall("Content-Type", [])
     charset = (request.charset or "utf-8").lower()
@@ -128,9 +137,13 @@ async def _json_body(request: web.Request, model: type[W]) -> W:
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"unable to decode body: not valid UTF-8 at byte {exc.start}") from exc
     try:
-        return model.from_json(raw)
+        body = model.from_json(raw)
     except ValidationError as exc:
         raise InvalidInput(f"unable to decode body: {_first_error(exc, raw)}") from exc
+    repeated = schema.repeated_key(raw)
+    if repeated is not None:
+        raise InvalidInput(f"unable to decode body: duplicate key {json.dumps(repeated)}")
+    return body
 
 
 def _first_error(exc: ValidationError, raw: str) -> str:
@@ -294,7 +307,8 @@ async def dashboard_asset(request: web.Request) -> web.Response:
 def _add_routes(app: web.Application, prefix: str) -> None:
     unit, state = prefix + "/units/{name}", prefix + "/state/{name}"
     table: list[tuple[str, dict[str, Handler], str]] = [
-        (prefix + "/units", {"GET": list_units, "POST": post_units}, "GET and POST"),
+        (prefix + "/units", {"GET": list_units, "POST": post_units, "DELETE": delete_units},
+         "GET, POST and DELETE"),
         (unit, {"GET": get_unit, "PUT": put_unit, "DELETE": delete_unit}, "GET, PUT and DELETE"),
         (prefix + "/state", {"GET": list_states}, "GET"),
         (state, {"GET": get_state}, "GET"),
@@ -342,24 +356,52 @@ def _over_unix_socket(request: web.Request) -> bool:
     return sock is not None and sock.family == socket.AF_UNIX
 
 
-def _tcp_auth(token: str) -> Middleware:
+def _tcp_auth(token: str, lockout: lockout_api.Lockout, recorder: Recorder) -> Middleware:
     """Middleware: requests over TCP must carry `Authorization: Bearer <token>` (or, GET/HEAD
-    only, the dashboard's session cookie; `GET /?token=` logs a browser in, see fleetd.api.dashboard)."""
+    only, the dashboard's session cookie; `GET /?token=` logs a browser in, see fleetd.api.dashboard).
+    An address that sent wrong tokens too often is refused with 429 (fleetd.api.lockout)."""
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        header = request.headers.get("Authorization")
-        cookie = request.cookies.get(dashboard_api.COOKIE)
-        if (_over_unix_socket(request) or access.bearer_ok(header, token)
-                or dashboard_api.cookie_ok(request.method, cookie, token)):
+        if _over_unix_socket(request):
             return await handler(request)
-        if request.path == "/" and request.method in dashboard_api.READ_METHODS:
-            return _answer(dashboard_api.login(request.query.get("token"), token, request.secure))
-        response = error_response(401, access.refusal(header))
-        response.headers["WWW-Authenticate"] = access.REALM
+        client = request.remote or ""
+        wait = lockout.blocked_for(client)
+        if wait is not None:
+            recorder.api_auth_failure("locked_out")
+            return _locked_out(wait)
+        header, cookie = request.headers.get("Authorization"), request.cookies.get(dashboard_api.COOKIE)
+        if access.bearer_ok(header, token) or dashboard_api.cookie_ok(request.method, cookie, token):
+            return await handler(request)
+        response, failure = _without_token(request, header, token)
+        if failure is not None:
+            recorder.api_auth_failure(failure)
+            if failure == "invalid":  # a wrong token counts towards the lockout, a missing one not
+                lockout.failed(client)
         return response
 
     return check
+
+
+def _without_token(request: web.Request, header: str | None, token: str
+                   ) -> tuple[web.Response, str | None]:
+    """The answer to a TCP request without a valid token or session, and how it failed
+    (`missing`, `invalid`; None: a dashboard login with the right `?token=`)."""
+    if request.path == "/" and request.method in dashboard_api.READ_METHODS:
+        given = request.query.get("token")
+        answer = dashboard_api.login(given, token, request.secure)
+        failed = answer.status >= 400
+        return _answer(answer), ("invalid" if header or given else "missing") if failed else None
+    response = error_response(401, access.refusal(header))
+    response.headers["WWW-Authenticate"] = access.REALM
+    return response, "invalid" if header else "missing"
+
+
+def _locked_out(wait: float) -> web.Response:
+    response = error_response(429, f"too many failed token attempts from this address; retry "
+                                   f"in {lockout_api.retry_after_header(wait)} s")
+    response.headers["Retry-After"] = lockout_api.retry_after_header(wait)
+    return response
 
 
 def make_app(
@@ -370,16 +412,21 @@ def make_app(
     tcp_token: str | None = None,
     relayed: relay.Relay | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
+    recorder: Recorder | None = None,
+    lockout: lockout_api.Lockout | None = None,
 ) -> web.Application:
     """The API application over `registry`; pages hold at most `page_limit` items.
 
     With `tcp_token`, requests that arrive over TCP need it as a bearer token (the unix socket
     never does). `relayed` asks other hosts for status/journal/restart (default: a relay
     writing its requests without a lease). `metrics` renders GET /metrics (body, content type).
+    `recorder` counts refused tokens; `lockout` remembers them per address (default: a fresh
+    `Lockout` with the standard policy).
     """
     middlewares: list[Middleware] = [errors_middleware]
     if tcp_token is not None:
-        middlewares.insert(0, _tcp_auth(tcp_token))
+        middlewares.insert(0, _tcp_auth(tcp_token, lockout or lockout_api.Lockout(),
+                                        recorder or NoRecorder()))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[REGISTRY_KEY] = registry
     app[LIMIT_KEY] = page_limit
@@ -400,6 +447,64 @@ def make_app(
 
 
 # listening ----------------------------------------------------------------------------------------
+
+MAX_LINE = 8190  # bytes of the request line, and of one header line (aiohttp's defaults)
+# Connections the kernel queues before fleetd accepts them (capped by net.core.somaxconn): a
+# burst of clients (1,000 fleetctl or scripts at once) waits instead of being refused.
+LISTEN_BACKLOG = 4096
+
+
+def transport_error(status: int, exc: BaseException | None) -> tuple[int, str]:
+    """Status and message for a request that never reached the app: aiohttp could not parse it
+    (an over-long path is 414, an over-long header 431, anything else it refused 400) or an
+    unexpected exception escaped a handler (500)."""
+    if isinstance(exc, LineTooLong):
+        if _is_request_line(exc.args[0] if exc.args else b""):
+            return 414, f"request path too long: at most {MAX_LINE} bytes"
+        return 431, f"request header too long: at most {MAX_LINE} bytes"
+    if isinstance(exc, HttpProcessingError):
+        return 400, f"bad HTTP request: {exc.message}"
+    return status, "internal server error" if status >= 500 else "bad HTTP request"
+
+
+def _is_request_line(start: object) -> bool:
+    """Whether the start of an over-long line (what LineTooLong quotes) is the request line:
+    its target (aiohttp's C parser) or the whole line (its Python parser); else a header."""
+    line = bytes(start) if isinstance(start, bytes | bytearray) else b""
+    target = line.split(b" ", 1)[1] if line[:1].isupper() and b" " in line[:16] else line
+    return target.startswith((b"/", b"http:", b"https:"))
+
+
+class _JsonErrorHandler(RequestHandler):
+    """A connection that answers what never reaches the app in fleet's JSON error body
+    instead of aiohttp's plain text (aiohttp still logs it and closes the connection)."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)
+        response = error_response(*transport_error(plain.status, exc))
+        response.force_close()
+        return response
+
+
+class _JsonErrorServer(web.Server):
+    """aiohttp's low-level server, making `_JsonErrorHandler` connections."""
+
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    """AppRunner whose server is a `_JsonErrorServer` (aiohttp offers no public hook for the
+    connection class; tests/unit/test_bad_input.py notices if this stops working)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorServer
+        return server
+
 
 
 def remove_stale_socket(path: str) -> None:
@@ -458,15 +563,15 @@ async def serve(
 
     Returns the started runner. The socket gets `socket_mode` and, if given, `socket_group`.
     """
-    runner = web.AppRunner(app, access_log=None)
+    runner = _Runner(app, access_log=None, max_line_size=MAX_LINE, max_field_size=MAX_LINE)
     await runner.setup()
     try:
         remove_stale_socket(socket_path)
-        await web.UnixSite(runner, socket_path).start()
+        await web.UnixSite(runner, socket_path, backlog=LISTEN_BACKLOG).start()
         _restrict_socket(socket_path, socket_mode, socket_group)
         if tcp:
             host, port = _split_host_port(tcp)
-            await web.TCPSite(runner, host, port, ssl_context=tcp_ssl).start()
+            await web.TCPSite(runner, host, port, ssl_context=tcp_ssl, backlog=LISTEN_BACKLOG).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -20,7 +20,8 @@ from fleetd.api.summary import Summary
 PREFIX = "/fleet/v1"
 _REF = "#/components/schemas/{model}"
 _MODELS: tuple[type[schema.Wire], ...] = (
-    schema.Unit, schema.UnitPage, schema.UnitBatch, schema.UnitResults, schema.UnitState,
+    schema.Unit, schema.UnitPage, schema.UnitBatch, schema.UnitNames, schema.UnitResults,
+    schema.UnitState,
     schema.StatePage, schema.MachinePage, schema.AlarmList, schema.ErrorBody,
     schema.EndpointList, schema.Leader, Summary,
 )
@@ -78,6 +79,9 @@ def _paths() -> dict[str, Any]:
         "post": {"operationId": "submitUnits", "summary": "Create, replace or set many units at once",
                  "requestBody": _body(schema.UnitBatch),
                  "responses": _responses({200: schema.UnitResults}, 400, 404, 409, 415)},
+        "delete": {"operationId": "deleteUnits", "summary": "Destroy many units at once: one "
+                   "result per name, 204 or 404", "requestBody": _body(schema.UnitNames),
+                   "responses": _responses({200: schema.UnitResults}, 400, 415)},
     }
     unit = {
         "parameters": [_NAME],

@@ -6,6 +6,7 @@ refused (pydantic `ValidationError`, which the server answers with 400). No I/O.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,34 @@ class Wire(BaseModel):
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class _Repeated(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _Repeated(key)
+        seen[key] = value
+    return seen
+
+
+def repeated_key(text: str) -> str | None:
+    """The first key that appears twice in one object of the JSON `text`, None if none does
+    (or `text` is not JSON: the model's own parse reports that). Every JSON parser keeps a
+    different copy of a repeated key (ours the last), so a body with one is refused."""
+    try:
+        json.loads(text, object_pairs_hook=_unique_pairs)
+    except _Repeated as repeated:
+        return repeated.key
+    except ValueError:
+        return None
+    return None
 
 
 class UnitOption(Wire):
@@ -71,6 +100,12 @@ class UnitBatch(Wire):
     units: list[Unit]
 
 
+class UnitNames(Wire):
+    """The body of DELETE /units: the units to destroy."""
+
+    names: list[str]
+
+
 class UnitResult(Wire):
     """What POST /units did with one entry: 201 created or replaced, 204 desired state set.
 
@@ -96,6 +131,7 @@ class UnitState(Wire):
     systemd_load_state: str = _json("systemdLoadState")
     systemd_active_state: str = _json("systemdActiveState")
     systemd_sub_state: str = _json("systemdSubState")
+    reason: str | None = None  # why the agent refused the unit (e.g. an invalid name)
 
 
 class StatePage(Wire):

@@ -2,6 +2,16 @@
 
 Owns fleet's name rules (the "Bad input" table of docs/api.md): which suffixes a bare argument may carry,
 which unit types the API accepts, and how `web@1.service` relates to its template `web@.service`.
+
+The rules are systemd's (systemd.unit(5), `unit_name_is_valid`), made a little stricter:
+- systemd: a prefix of at least one character, then `.` and a unit type; at most 255 bytes in
+  all; the prefix is ASCII letters, digits and `:-_.\\`, plus `@` anywhere but first; the
+  prefix before the first `@` is the template's, the rest up to the type its instance
+  (`web@.service` is a template, `web@1.service` an instance of it), and only the types in
+  TEMPLATE_SUFFIXES can be templates;
+- stricter: no `\\` (systemd's escapes), no leading `-` (it would read as an option to
+  fleetctl, systemctl and journalctl) or `.` (a hidden file), no `/` or `..` (the name is a
+  file name in the units directory).
 """
 
 from __future__ import annotations
@@ -24,18 +34,17 @@ SUFFIXES: tuple[str, ...] = (
     ".automount",
 )
 
-#: Every unit type the API accepts (systemd's list as of fleet v1.0).
+#: Every unit type the API accepts: systemd's (fleet also took .busname and .snapshot, which
+#: systemd dropped in v230 and v228 and refuses since).
 VALID_SUFFIXES: frozenset[str] = frozenset(
     (
         ".automount",
-        ".busname",
         ".device",
         ".mount",
         ".path",
         ".scope",
         ".service",
         ".slice",
-        ".snapshot",
         ".socket",
         ".swap",
         ".target",
@@ -46,7 +55,8 @@ VALID_SUFFIXES: frozenset[str] = frozenset(
 #: Unit types that may be templates or template instances (names containing "@").
 TEMPLATE_SUFFIXES: frozenset[str] = frozenset((".path", ".service", ".socket", ".target", ".timer"))
 
-MAX_NAME_LENGTH = 256  # bytes, as fleet (systemd's UNIT_NAME_MAX)
+MAX_NAME_LENGTH = 255  # bytes: systemd refuses UNIT_NAME_MAX (256) and more; fleet allowed 256
+_NO_LEADING = "-.@"  # a name cannot start with these
 _VALID_CHARS = frozenset(string.ascii_letters + string.digits + ":_.@-")
 
 
@@ -58,7 +68,7 @@ def normalize_name(arg: str) -> str:
 
 def validate_name(name: str) -> None:
     """Raise InvalidUnitName with fleet's message if systemd or fleet would refuse `name`."""
-    for check in (_check_shape, _check_suffix, _check_chars):
+    for check in (_check_shape, _check_suffix, _check_chars, _check_start):
         message = check(name)
         if message:
             raise InvalidUnitName(message)
@@ -93,8 +103,30 @@ def _check_chars(name: str) -> str | None:
     for char in name[: name.rindex(".")]:
         if char not in _VALID_CHARS:
             return f"invalid character {_go_quote_char(char)} in unit name"
-    if name.startswith("@"):
-        return 'unit name cannot start in "@"'
+    return None
+
+
+def _check_start(name: str) -> str | None:
+    dot = name.rindex(".")
+    if dot == 0:
+        return f'unit name has no prefix before "{name}"'
+    if name[0] in _NO_LEADING:
+        return f'unit name cannot start in "{name[0]}"'
+    return None
+
+
+def state_label(name: str) -> str:
+    """`name` as one registry key segment: `/` and `%` percent-encoded (identity for every
+    valid name, which has neither); how an agent reports a unit whose name it refused."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
+def refusal(name: str) -> str | None:
+    """Why fleetd refuses `name` (validate_name's message), or None if it is valid."""
+    try:
+        validate_name(name)
+    except InvalidUnitName as exc:
+        return str(exc)
     return None
 
 

@@ -35,7 +35,8 @@ class UnitState:
     """What one machine's agent reports for one unit (stored on that machine's lease).
 
     `state` is the fleet state the agent has reached: loaded (file linked) or launched
-    (start issued); `systemd` is systemd's own view of the unit.
+    (start issued); `systemd` is systemd's own view of the unit. `reason` says why the agent
+    refused the unit without asking systemd (then `systemd` is REFUSED); "" otherwise.
     """
 
     name: str
@@ -43,3 +44,8 @@ class UnitState:
     hash: str
     state: TargetState
     systemd: SystemdState
+    reason: str = ""
+
+
+#: What an agent reports for a unit it refused to hand to systemd (e.g. an invalid name).
+REFUSED = SystemdState(load="error", active="failed", sub="failed")

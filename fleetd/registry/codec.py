@@ -63,14 +63,16 @@ def decode_machine(text: str) -> Machine:
 
 
 def encode_state(s: UnitState) -> str:
-    return _dump({"hash": s.hash, "state": s.state.value, "load": s.systemd.load,
-                  "active": s.systemd.active, "sub": s.systemd.sub})
+    record = {"hash": s.hash, "state": s.state.value, "load": s.systemd.load,
+              "active": s.systemd.active, "sub": s.systemd.sub}
+    return _dump(record | {"reason": s.reason} if s.reason else record)
 
 
 def decode_state(unit: str, machine: str, text: str) -> UnitState:
     d = _load(text)
     return UnitState(name=unit, machine=machine, hash=d["hash"], state=TargetState(d["state"]),
-                     systemd=SystemdState(load=d["load"], active=d["active"], sub=d["sub"]))
+                     systemd=SystemdState(load=d["load"], active=d["active"], sub=d["sub"]),
+                     reason=str(d.get("reason", "")))
 
 
 def encode_alarm(kind: str, machines: list[str], since: str, message: str) -> str:

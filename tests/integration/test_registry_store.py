@@ -248,3 +248,12 @@ async def test_machines_register_on_their_lease(reg: Registry) -> None:
     assert (await reg.list_machines())[1] == m
     await reg.kv.revoke(lease)
     assert [x.id for x in await reg.list_machines()] == ["a" * 32]
+
+
+async def test_delete_units_in_txns_etcd_accepts(reg: Registry) -> None:
+    names = [f"d{i:03d}.service" for i in range(100)]
+    for name in names:
+        assert await reg.create_unit(unit(name), TEXT)
+    assert await reg.delete_units([*names[:50], "ghost.service", *names[50:]]) == [
+        *[True] * 50, False, *[True] * 50]
+    assert await reg.list_units() == []

@@ -406,8 +406,8 @@ async def test_machines_sorted_by_id(client, registry) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "message"),
     [
-        ("PUT", "/fleet/v1/units", "only GET and POST supported against this resource"),
-        ("DELETE", "/v1-alpha/units", "only GET and POST supported against this resource"),
+        ("PUT", "/fleet/v1/units", "only GET, POST and DELETE supported against this resource"),
+        ("PATCH", "/v1-alpha/units", "only GET, POST and DELETE supported against this resource"),
         (
             "POST",
             "/fleet/v1/units/a.service",

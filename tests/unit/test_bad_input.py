@@ -146,10 +146,17 @@ BAD_NAMES = [
     ("a%2Fb.service", 'unit name cannot contain "/"'),
     ("..%2Fetc.service", 'unit name cannot contain "/"'),
     ("a..service", 'unit name cannot contain ".."'),
-    ("a" * 249 + ".service", "unit name exceeds maximum length (256 bytes)"),
+    ("a" * 248 + ".service", "unit name exceeds maximum length (255 bytes)"),
     ("hello", 'unit name must contain "."'),
     ("hello.exe", 'invalid unit type: "exe"'),
+    ("hello.snapshot", 'invalid unit type: "snapshot"'),
     ("@x.service", 'unit name cannot start in "@"'),
+    (".service", 'unit name has no prefix before ".service"'),
+    (".x.service", 'unit name cannot start in "."'),
+    ("-x.service", 'unit name cannot start in "-"'),
+    ("web@1.mount", 'invalid unit type for template: "mount"'),
+    ("a%5Cx2d.device", "invalid character '\\\\' in unit name"),
+    ("a%20b.service", "invalid character ' ' in unit name"),
     ("h%C3%A9.service", "invalid character 'é' in unit name"),
 ]
 
@@ -159,7 +166,8 @@ async def test_bad_names_are_400(client, registry, name, message) -> None:
     await refused(client, registry, "PUT", UNIT + name, {"options": HELLO}, 400, message)
 
 
-@pytest.mark.parametrize(("name", "message"), [("a/b.service", '"/"'), ("x" * 300 + ".service", "256")])
+@pytest.mark.parametrize(("name", "message"), [("a/b.service", '"/"'), ("x" * 300 + ".service", "255"),
+                                              (".service", "no prefix"), ("-x.service", '"-"')])
 async def test_bad_names_in_a_batch_are_400(client, registry, name, message) -> None:
     body = {"units": [{"name": "ok.service", "options": HELLO}, {"name": name, "options": HELLO}]}
     await refused(client, registry, "POST", "/fleet/v1/units", body, 400, message)
@@ -217,6 +225,16 @@ BAD_JSON = [
     ("POST", "/fleet/v1/units", {"units": {}}, "units: Input should be a valid array"),
     ("POST", "/fleet/v1/units", {"units": [{"options": HELLO}]}, "units[0]: name is required"),
     ("POST", "/fleet/v1/units", {"units": []}, "no units given"),
+    ("PUT", UNIT + "a.service", '{"desiredState":"inactive","desiredState":"launched","options":[]}',
+     'unable to decode body: duplicate key "desiredState"'),
+    ("PUT", UNIT + "a.service", '{"options":[{"section":"Service","name":"ExecStart","value":"/a",'
+     '"value":"/b"}]}', 'duplicate key "value"'),
+    ("POST", "/fleet/v1/units", '{"units":[{"name":"a.service","name":"b.service",'
+     '"desiredState":"loaded"}]}', 'duplicate key "name"'),
+    ("POST", "/fleet/v1/units", '{"units":[],"units":[{"name":"a.service","options":[]}]}',
+     'duplicate key "units"'),
+    ("PATCH", "/fleet/v1/machines", '[{"op":"add","op":"remove","path":"/m/metadata/k"}]',
+     'duplicate key "op"'),
 ]
 
 
@@ -278,7 +296,7 @@ BAD_FILES = [
     ("a.service", b"[Service]\nExecStart=" + b"v" * 70000 + b"\n", "the limit is 65536"),
     ("a.service", b"[Bad]Section]\nK=v\n", "malformed section header"),
     ("a..service", b"[Service]\nExecStart=/bin/true\n", 'unit name cannot contain ".."'),
-    ("w" * 200 + "@.service", b"[Service]\nExecStart=/bin/true\n", "maximum length (256 bytes)"),
+    ("w" * 200 + "@.service", b"[Service]\nExecStart=/bin/true\n", "maximum length (255 bytes)"),
     ("web@.service", b"[X-Fleet]\nMachineID=a\nGlobal=true\n", "MachineID cannot be used with Global"),
 ]
 
@@ -296,4 +314,60 @@ async def test_fleetctl_refuses_bad_unit_files(tmp_path: Path, monkeypatch, name
     finally:
         await runner.cleanup()
     assert code == 1 and message in err.getvalue(), err.getvalue()
+    assert await contents(registry) == {}
+
+
+REFUSED_ARGS = [
+    (".service", 'invalid unit .service: unit name has no prefix before ".service"'),
+    ("-x.service", 'invalid unit -x.service: unit name cannot start in "-"'),
+    (".x.service", 'invalid unit .x.service: unit name cannot start in "."'),
+    ("a b.service", "invalid unit a b.service: invalid character ' ' in unit name"),
+    ("a\\x2d.service", "invalid unit a\\x2d.service: invalid character '\\\\' in unit name"),
+    ("w@1.mount", 'invalid unit w@1.mount: invalid unit type for template: "mount"'),
+]
+
+
+@pytest.mark.parametrize("verb", ["submit", "load", "start", "restart"])
+@pytest.mark.parametrize(("arg", "message"), REFUSED_ARGS)
+def test_fleetctl_refuses_bad_names_before_any_file_or_request(tmp_path: Path, monkeypatch, verb,
+                                                               arg, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / arg).mkdir()  # reading it as a unit file would fail differently
+    out, err = io.StringIO(), io.StringIO()
+    env = {"FLEETCTL_ENDPOINT": f"unix://{tmp_path}/nobody-listens.sock"}  # any request fails
+    assert main([verb, "--", arg], out, err, env) == 1
+    assert err.getvalue() == f"Error creating units: {message}\n"
+
+
+# requests aiohttp cannot parse: fleet's JSON error body all the same ------------------------------
+
+UNPARSEABLE = [
+    (b"GET /fleet/v1/units/" + b"a" * 9000 + b".service HTTP/1.1\r\nHost: x\r\n\r\n", 414,
+     "request path too long: at most 8190 bytes"),
+    (b"GET /" + b"a" * 200000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request path too long"),
+    (b"GET /fleet/v1/units HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", 431,
+     "request header too long: at most 8190 bytes"),
+    (b"NOT HTTP AT ALL\r\n\r\n", 400, "bad HTTP request"),
+    (b"GET /fleet/v1/units HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "bad HTTP request"),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "message"), UNPARSEABLE)
+async def test_unparseable_requests_answer_in_json(tmp_path: Path, registry, raw, status,
+                                                   message) -> None:
+    sock = str(tmp_path / "fleet.sock")
+    runner = await serve(make_app(registry, "test"), sock)
+    try:
+        reader, writer = await asyncio.open_unix_connection(sock)
+        writer.write(raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == str(status).encode(), head  # HTTP/1.0: nothing was parsed
+    assert b"Content-Type: application/json" in head
+    error = json.loads(body)["error"]
+    assert error["code"] == status and message in error["message"], error
     assert await contents(registry) == {}

@@ -21,6 +21,7 @@ from bench.agent_figures import (
     unit_names,
     unit_text,
 )
+from bench.destroy import markdown as destroy_markdown
 from bench.record import record
 
 
@@ -101,3 +102,14 @@ def test_bench_units_are_exec_sleepers_pinned_by_machine_id() -> None:
     text = unit_text("bench-agent-0007.service", "ab" * 16)
     assert "Type=exec" in text and "ExecStart=/bin/sleep infinity" in text
     assert f"MachineID={'ab' * 16}" in text
+
+
+def test_destroy_figures_are_recorded_in_their_own_section(tmp_path: Path) -> None:
+    figures = {"units": 5000, "seconds": 2.5, "units_per_s": 2000, "target_seconds": 30.0,
+               "met": True, "etcd_data": "tmpfs"}
+    text = destroy_markdown(figures, "python -m bench.destroy --units 5000", "a test machine")
+    assert json.loads(text.split("```json\n")[1].split("```")[0]) == figures
+    assert "**2.5 s** for 5000 units" in text and "target < 30 s: met" in text
+    path = tmp_path / "benchmarks.md"
+    record(path, "destroy", text)
+    assert "<!-- bench:destroy -->" in path.read_text()

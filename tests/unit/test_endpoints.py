@@ -170,8 +170,8 @@ async def test_failed_unit_and_unloaded_unit_lose_their_endpoint(solo: Solo) -> 
 
 
 async def test_unit_without_publish_publishes_nothing(solo: Solo) -> None:
-    await solo.assign(TargetState.LAUNCHED, "plain")
-    await eventually(lambda: "plain" in solo.running())
+    await solo.assign(TargetState.LAUNCHED, "plain.service")
+    await eventually(lambda: "plain.service" in solo.running())
     await asyncio.sleep(0.1)
     assert await list_endpoints(solo.registry) == []
 

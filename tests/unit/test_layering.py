@@ -20,6 +20,7 @@ OWNERS = {
     "aiohttp": {"fleetd/api/http.py", "fleetctl/client.py"},
     "structlog": {"fleetd/logs.py"},
     "prometheus_client": {"fleetd/metrics.py"},
+    "resource": {"fleetd/limits.py"},
 }
 
 

@@ -41,7 +41,21 @@ def test_normalize_name(arg: str, expected: str) -> None:
         "app.target",
         "app.slice",
         "sys-foo.swap",
-        "a" * 248 + ".service",  # exactly 256
+        "a" * 247 + ".service",  # exactly 255 bytes, systemd's limit
+        "a-.service",
+        "web@-1.service",  # "-" only refused first: an instance may start with it
+        "web@a@b.service",  # systemd allows "@" inside an instance
+        "web@.b.service",
+        "x.y.mount",
+        "run-user.automount",
+        "dev-sda.device",
+        "init.scope",
+        "backup.timer",
+        "watch.path",
+        "web@.socket",
+        "web@.target",
+        "web@.timer",
+        "web@.path",
     ],
 )
 def test_valid_names_pass(name: str) -> None:
@@ -52,7 +66,29 @@ def test_valid_names_pass(name: str) -> None:
     ("name", "message"),
     [
         ("", "unit name cannot be empty"),
-        ("a" * 249 + ".service", "unit name exceeds maximum length (256 bytes)"),
+        ("a" * 248 + ".service", "unit name exceeds maximum length (255 bytes)"),
+        ("é" * 124 + ".service", "unit name exceeds maximum length (255 bytes)"),  # bytes count
+        (".service", 'unit name has no prefix before ".service"'),
+        (".timer", 'unit name has no prefix before ".timer"'),
+        (".hidden.service", 'unit name cannot start in "."'),
+        ("-foo.service", 'unit name cannot start in "-"'),
+        ("--help.service", 'unit name cannot start in "-"'),
+        ("-.slice", 'unit name cannot start in "-"'),  # systemd's root slice: not fleet's to run
+        ("@.service", 'unit name cannot start in "@"'),
+        ("a.busname", 'invalid unit type: "busname"'),  # fleet took it; systemd >= 230 does not
+        ("a.snapshot", 'invalid unit type: "snapshot"'),
+        ("a.Service", 'invalid unit type: "Service"'),
+        ("a.service ", 'invalid unit type: "service "'),
+        ("web@1.slice", 'invalid unit type for template: "slice"'),
+        ("web@.scope", 'invalid unit type for template: "scope"'),
+        ("web@1.swap", 'invalid unit type for template: "swap"'),
+        ("web@.automount", 'invalid unit type for template: "automount"'),
+        ("dev-disk-by\\x2dlabel.device", "invalid character '\\\\' in unit name"),
+        ("a\tb.service", "invalid character '\\u0009' in unit name"),
+        ("a\x00b.service", "invalid character '\\u0000' in unit name"),
+        ("a;rm.service", "invalid character ';' in unit name"),
+        ("a$(x).service", "invalid character '$' in unit name"),
+        ("a*.service", "invalid character '*' in unit name"),
         ("hello", 'unit name must contain "."'),
         ("hello.", 'unit name cannot end in "."'),
         ("hello.foo", 'invalid unit type: "foo"'),
