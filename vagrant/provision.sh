@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # provision.sh: put fleetd on one host. The single provisioning path of both clusters:
 # the Vagrant VMs (vagrant/Vagrantfile runs every stage) and the local nspawn cluster
-# (vagrant/local-cluster runs only `fleet`, inside each host, from the checkout bound at /opt/fleet).
+# (vagrant/local-cluster runs `containers` and `fleet`, inside each host, from the checkout bound
+# at /opt/fleet).
 #
 #   provision.sh packages   apt: python3, python3-venv, podman, busybox-static (+ etcd-server
 #                           with FLEET_ETCD_MEMBER=1); a venv at FLEET_VENV with fleetd
@@ -30,7 +31,8 @@
 #                         optional TCP API (paths on the host; key and token are chmod 0600)
 #   FLEET_API_SOCKET_GROUP  group that may use /run/fleet.sock (optional)
 #   FLEET_EXTRA_CONF      more fleet.conf lines, separated by newlines or spaces (optional)
-#   FLEET_NO_START=1      write files only (no systemctl); implied when DESTDIR is set
+#   FLEET_NO_START=1      write files only (no daemon-reload, start or restart; containers still
+#                         enables fleet-images.service); implied when DESTDIR is set
 #   DESTDIR               root to write into (default /), e.g. for tests
 #   FLEET_SRC             fleetd source tree (packages; default: this script's checkout)
 #   FLEET_VENV            venv for fleetd (packages; default /opt/fleetd)
