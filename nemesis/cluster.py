@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +21,9 @@ from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "vagrant" / "local-cluster"
-FLEETCTL = REPO / ".venv" / "bin" / "fleetctl"
+# the fleetctl installed beside the running Python (.venv/bin/fleetctl for `make test`, also
+# from a git worktree that runs with another checkout's venv and PYTHONPATH=the worktree)
+FLEETCTL = Path(sys.executable).parent / "fleetctl"
 STATE = Path(os.environ.get("LOCAL_CLUSTER_STATE", "/run/fleet-local-cluster"))
 API_PORT = 49153  # every host's TLS API (api_listen=<ip>:49153, bearer token)
 

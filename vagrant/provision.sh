@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # provision.sh: put fleetd on one host. The single provisioning path of both clusters:
 # the Vagrant VMs (vagrant/Vagrantfile runs every stage) and the local nspawn cluster
-# (vagrant/local-cluster runs only `fleet`, inside each host, from the checkout bound at /opt/fleet).
+# (vagrant/local-cluster runs `containers` and `fleet`, inside each host, from the checkout bound
+# at /opt/fleet).
 #
-#   provision.sh packages   apt: python3, python3-venv (+ etcd-server with FLEET_ETCD_MEMBER=1);
-#                           a venv at FLEET_VENV with fleetd pip-installed from FLEET_SRC;
-#                           /usr/local/bin/fleetctl. Needs the internet (the VMs have it).
+#   provision.sh packages   apt: python3, python3-venv, podman, busybox-static (+ etcd-server
+#                           with FLEET_ETCD_MEMBER=1); a venv at FLEET_VENV with fleetd
+#                           pip-installed from FLEET_SRC; /usr/local/bin/fleetctl. Needs the
+#                           internet (the VMs have it).
 #   provision.sh etcd       configure Debian's etcd-server as member ETCD_NAME of the static
 #                           cluster ETCD_INITIAL_CLUSTER and (re)start it
+#   provision.sh containers configure podman for fleet units (storage driver, keyring; see
+#                           docs/units.md, "Containers"), build the demo image into
+#                           FLEET_IMAGE_DIR unless it is there, install and start
+#                           fleet-images.service, which loads that directory into podman at boot
 #   provision.sh fleet      write /etc/fleet/fleet.conf and /etc/fleet/environment, install
 #                           fleet.service (+ a drop-in saying which python runs fleetd), enable
 #                           and start it
@@ -20,16 +26,18 @@
 #   FLEET_MACHINE_ID      id in /etc/fleet/environment (default: DESTDIR/etc/machine-id)
 #   FLEET_PYTHON          interpreter that runs fleetd (default FLEET_VENV/bin/python3 if that
 #                         exists, else /usr/bin/python3)
-#   FLEET_PYTHONPATH      PYTHONPATH for fleetd (optional; local-cluster: /opt/fleet/.hostlib:/opt/fleet)
+#   FLEET_PYTHONPATH      PYTHONPATH for fleetd (optional; local-cluster: /opt/fleet-hostlib:/opt/fleet)
 #   FLEET_API_LISTEN, FLEET_API_TLS_CERT, FLEET_API_TLS_KEY, FLEET_API_TOKEN_FILE
 #                         optional TCP API (paths on the host; key and token are chmod 0600)
 #   FLEET_API_SOCKET_GROUP  group that may use /run/fleet.sock (optional)
 #   FLEET_EXTRA_CONF      more fleet.conf lines, separated by newlines or spaces (optional)
-#   FLEET_NO_START=1      write files only (no systemctl); implied when DESTDIR is set
+#   FLEET_NO_START=1      write files only (no daemon-reload, start or restart; containers still
+#                         enables fleet-images.service); implied when DESTDIR is set
 #   DESTDIR               root to write into (default /), e.g. for tests
 #   FLEET_SRC             fleetd source tree (packages; default: this script's checkout)
 #   FLEET_VENV            venv for fleetd (packages; default /opt/fleetd)
 #   FLEET_ETCD_MEMBER=1   also install etcd-server (packages)
+#   FLEET_IMAGE_DIR       container images loaded at boot (containers; default /var/lib/fleet/images)
 #   ETCD_NAME, ETCD_IP, ETCD_INITIAL_CLUSTER   (etcd) e.g. node1, 192.168.56.11,
 #                         node1=http://192.168.56.11:2380,node2=http://192.168.56.12:2380
 set -euo pipefail
@@ -46,7 +54,7 @@ starting() { [ -z "$DESTDIR" ] && [ "${FLEET_NO_START:-}" != 1 ]; }
 # ---------------------------------------------------------------- packages (VM only)
 
 stage_packages() {
-  local src=${FLEET_SRC:-$(cd "$HERE/.." && pwd)} pkgs=(python3 python3-venv)
+  local src=${FLEET_SRC:-$(cd "$HERE/.." && pwd)} pkgs=(python3 python3-venv podman busybox-static)
   [ -f "$src/pyproject.toml" ] || die "FLEET_SRC=$src is not fleetd's source tree (no pyproject.toml)"
   [ "${FLEET_ETCD_MEMBER:-}" = 1 ] && pkgs+=(etcd-server etcd-client)
   log "apt: ${pkgs[*]}"
@@ -89,6 +97,47 @@ EOF
   # --no-block: the first member waits for a quorum that the next VMs bring
   systemctl restart --no-block etcd.service
   log "etcd member $ETCD_NAME of $ETCD_INITIAL_CLUSTER (re)started"
+}
+
+# ---------------------------------------------------------------- containers (shared)
+
+# Nested in a container (the local cluster's nspawn hosts), the kernel's overlayfs is out of
+# reach (the root is itself overlayfs, and whiteout devices cannot be made), and nspawn's seccomp
+# filter refuses keyctl(2). A VM has neither limit.
+nested() { systemd-detect-virt --container --quiet 2>/dev/null; }
+
+storage_conf() {
+  local driver=overlay
+  nested && driver=vfs
+  echo "# written by vagrant/provision.sh containers"
+  echo "[storage]"
+  echo "driver = \"$driver\""
+  echo 'runroot = "/run/containers/storage"'
+  echo 'graphroot = "/var/lib/containers/storage"'
+}
+
+containers_conf() {
+  echo "# written by vagrant/provision.sh containers"
+  echo "[containers]"
+  if nested; then echo "keyring = false"; fi
+}
+
+stage_containers() {
+  local etc=/etc images="${FLEET_IMAGE_DIR:-/var/lib/fleet/images}"
+  command -v podman >/dev/null || die "podman is not installed (run: $0 packages)"
+  mkdir -p "$etc/containers/containers.conf.d"
+  storage_conf >"$etc/containers/storage.conf"
+  containers_conf >"$etc/containers/containers.conf.d/50-fleet.conf"
+  if [ ! -e "$images/fleet-demo.tar" ]; then
+    mkdir -p "$images"
+    python3 "$HERE/container-image.py" --busybox /bin/busybox "$images/fleet-demo.tar"
+  fi
+  sed "s|/var/lib/fleet/images|$images|g" "$HERE/fleet-images.service" \
+    >"$etc/systemd/system/fleet-images.service"
+  systemctl enable --quiet --no-reload fleet-images.service  # only links: works before a reload
+  starting || return 0
+  systemctl daemon-reload
+  systemctl restart --no-block fleet-images.service
 }
 
 # ---------------------------------------------------------------- fleet (shared)
@@ -173,7 +222,8 @@ STAGE=${1:-}
 case $STAGE in
   packages) [ -z "$DESTDIR" ] || die "packages does not support DESTDIR"; stage_packages ;;
   etcd) [ -z "$DESTDIR" ] || die "etcd does not support DESTDIR"; stage_etcd ;;
+  containers) [ -z "$DESTDIR" ] || die "containers does not support DESTDIR"; stage_containers ;;
   fleet) stage_fleet ;;
   -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
-  *) echo "usage: $0 packages|etcd|fleet (see the top of this file)" >&2; exit 2 ;;
+  *) echo "usage: $0 packages|etcd|containers|fleet (see the top of this file)" >&2; exit 2 ;;
 esac

@@ -88,7 +88,7 @@ def test_fleet_service_is_installed_from_the_repo(cluster_hosts: LocalCluster):
             host, "systemctl", "show", "fleet.service", "-p", "ExecStart", "-p", "Environment"
         ).stdout
         assert "/usr/bin/python3 -m fleetd --config /etc/fleet/fleet.conf" in show
-        assert "PYTHONPATH=/opt/fleet/.hostlib:/opt/fleet" in show
+        assert "PYTHONPATH=/opt/fleet-hostlib:/opt/fleet" in show
         # the checkout is there, read-only
         assert lc.host_exec(host, "test", "-f", "/opt/fleet/vagrant/fleet.service").returncode == 0
         assert lc.host_exec(host, "touch", "/opt/fleet/x", check=False).returncode != 0

@@ -3,7 +3,8 @@
 Driven with the fleetctl command, like a user following the header; checked against each
 host's own systemd (`systemctl` and `journalctl` inside the host), the published endpoints
 from another host, and etcd itself (etcdctl against the cluster's etcd) for the sidekick.
-The hosts carry metadata host=hN, and neither podman nor systemd-nspawn.
+The hosts carry metadata host=hN. The container examples (web-container@, web-container-check)
+have their own module, test_containers.py.
 """
 
 from __future__ import annotations
@@ -170,33 +171,3 @@ def test_web_announce_sidekick_sits_with_its_partner_and_keeps_a_leased_key(
     cluster.wait_until(lambda: etcd_value(cluster, "/services/web/2") == "", MOVE_TIMEOUT,
                        "/services/web/2 deleted once web@2 was destroyed")
     assert etcd_value(cluster, "/services/web/3") != ""
-
-
-def has_runtime(cluster: LocalCluster, host: str) -> bool:
-    probe = cluster.host_exec(host, "sh", "-c", "command -v podman || command -v systemd-nspawn",
-                              check=False)
-    return probe.returncode == 0
-
-
-def test_container_hello_runs_in_a_container_or_says_the_runtime_is_missing(
-        cluster: LocalCluster) -> None:
-    started = cluster.fleetctl("start", unit_path("container-hello.service"), check=False)
-    (row,) = as_json(cluster, "list-unit-files")
-    host = host_by_ip(cluster)[row["ip"]]
-    if has_runtime(cluster, host):
-        assert started.returncode == 0, started.stderr
-        wait_hosts(cluster, "container-hello.service", 1)
-        cluster.wait_until(lambda: "container-hello: hello from inside a container"
-                           in journal(cluster, host, "container-hello.service"),
-                           MOVE_TIMEOUT, "the container's hello in the journal")
-        return
-    assert started.returncode == 1
-    assert ("Unit container-hello.service failed to start: systemd reports failed/failed"
-            in started.stderr)
-    cluster.wait_until(lambda: cluster.host_exec(
-        host, "systemctl", "is-failed", "container-hello.service", check=False).stdout.strip()
-        == "failed", MOVE_TIMEOUT, "container-hello.service failed")
-    lines = journal(cluster, host, "container-hello.service").splitlines()
-    assert "container-hello: no container runtime: install podman or systemd-container" in lines
-    units = as_json(cluster, "list-units")
-    assert [(u["unit"], u["active"]) for u in units] == [("container-hello.service", "failed")]

@@ -109,14 +109,14 @@ def test_provision_fleet_local_cluster_style_keeps_the_system_python(tmp_path: P
     (tmp_path / "etc" / "machine-id").write_text("fedcba9876543210fedcba9876543210\n")
     proc = provision_fleet(tmp_path, FLEET_ETCD_ENDPOINTS="http://10.213.1.1:12379",
                            FLEET_PUBLIC_IP="10.213.1.11", FLEET_HOST="h1",
-                           FLEET_PYTHONPATH="/opt/fleet/.hostlib:/opt/fleet")
+                           FLEET_PYTHONPATH="/opt/fleet-hostlib:/opt/fleet")
     assert proc.returncode == 0, proc.stderr
     cfg, _ = load_config(str(tmp_path / "etc" / "fleet" / "fleet.conf"), environ={})
     assert (cfg.api_listen, cfg.metadata, cfg.api_token_file) == ("", {}, "")
     environment = (tmp_path / "etc" / "fleet" / "environment").read_text()
     assert "FLEET_MACHINE_ID=fedcba9876543210fedcba9876543210\n" in environment
     dropin = (tmp_path / "etc/systemd/system/fleet.service.d/10-provision.conf").read_text()
-    assert "Environment=PYTHONPATH=/opt/fleet/.hostlib:/opt/fleet\n" in dropin
+    assert "Environment=PYTHONPATH=/opt/fleet-hostlib:/opt/fleet\n" in dropin
     assert "ExecStart" not in dropin
 
 

@@ -28,7 +28,8 @@ from fleetd.model.unitfile import UnitFile
 UNITS = Path(__file__).resolve().parents[2] / "units"
 FILES = sorted(p.name for p in UNITS.iterdir() if p.is_file())
 EXPECTED = {"hello.service", "web@.service", "node-exporter.service", "pinned.service",
-            "batch-worker@.service", "web-announce@.service", "container-hello.service"}
+            "batch-worker@.service", "web-announce@.service", "web-container@.service",
+            "web-container-check.service"}
 # systemd's specifiers that these examples may use (systemd.unit(5), "Specifiers")
 SYSTEMD_SPECIFIERS = set("iInNpPHtT%")
 
@@ -111,7 +112,37 @@ def test_web_announce_follows_the_web_instance_with_the_same_number() -> None:
     assert unit.value("Service", "EnvironmentFile") == "/etc/fleet/environment"
 
 
-def test_container_hello_names_the_missing_runtime_in_one_line() -> None:
-    unit = UnitFile.parse(text("container-hello.service"))
-    assert ("container-hello: no container runtime: install podman or systemd-container"
-            in (unit.value("Service", "ExecStartPre") or ""))
+def podman_run(name: str) -> list[str]:
+    """The words of units/<name>'s `podman run` command line (ExecStart=)."""
+    command = UnitFile.parse(text(name)).value("Service", "ExecStart") or ""
+    assert command.startswith("/usr/bin/podman run "), command
+    return command.split()
+
+
+@pytest.mark.parametrize("name", ["web-container@.service", "web-container-check.service"])
+def test_container_examples_are_systemd_friendly_podman_services(name: str) -> None:
+    unit = UnitFile.parse(text(name))
+    words = podman_run(name)
+    for option in ("--rm", "--replace", "--cgroups=disabled", "--sdnotify=conmon",
+                   "--log-driver=passthrough", "--network=host", "--read-only"):
+        assert option in words, f"{name}: podman run {option}"
+    assert "localhost/fleet-demo:latest" in words
+    assert (unit.value("Service", "Type"), unit.value("Service", "NotifyAccess")) == ("notify", "all")
+    container = words[words.index("--name") + 1]
+    assert unit.value("Service", "ExecStop") == f"/usr/bin/podman stop --ignore --time 10 {container}"
+    assert unit.value("Service", "ExecStopPost") == f"/usr/bin/podman rm --ignore --force {container}"
+
+
+def test_web_container_runs_three_apart_and_publishes_what_it_serves() -> None:
+    req = requirements("web-container@.service", "web-container@2.service")
+    assert (req.instances, req.conflicts, req.publish) == (
+        3, ("web-container@*.service",), (Endpoint(8081),))
+    words = podman_run("web-container@.service")
+    assert words[words.index("--name") + 1] == "%p-%i"
+    assert words[words.index("web-serve") + 1] == "8081"
+
+
+def test_web_container_check_looks_up_the_web_container_instances() -> None:
+    words = podman_run("web-container-check.service")
+    assert "--env-file=/etc/fleet/environment" in words
+    assert words[words.index("web-check") + 1] == "web-container@"
