@@ -50,6 +50,7 @@ CHANNEL_OPTIONS: dict[str, int | str] = {
     "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.max_reconnect_backoff_ms": 3000,  # default 120 s would outlast an etcd restart
     "grpc.max_receive_message_length": 2**31 - 1,  # like clientv3: big prefix listings
+    "grpc.use_local_subchannel_pool": 1,  # a connection per client: no sharing with others in-process
 }
 
 _TRANSIENT = {
