@@ -5,7 +5,8 @@ code, each agent with its own etcd connection and lease); only systemd is an in-
 (`fleetd.systemd.memory`). They run in several OS processes (`bench.cluster_load.layout`,
 `bench.cluster_worker`): K whole fleetds (agent, engine candidate, API) one per process, one
 agent alone, the rest a tenth of the cluster per process. The benchmark starts and stops its
-own etcd (3 members on loopback, data on tmpfs, the timings the tests use). Phases, in order:
+own etcd (3 members on loopback, data on tmpfs, the timings the tests use); the processes
+start one after another, their agents a batch at a time (see bench.cluster_worker). Phases:
 
   placed_s       U units submitted through one fleetd's API (POST /units, 5,000 per request;
                  the mix of bench.cluster_load) until every one has an assignment;
@@ -23,7 +24,7 @@ own etcd (3 members on loopback, data on tmpfs, the timings the tests use). Phas
 Then the counters that must be 0: stalls (the agents' stall reports in their logs),
 relist_catches and abandoned (the agents' alarms), duplicates (a unit active on two agents at
 once, from the fakes' own history) and lost (a submitted unit never active). The run's peak RSS
-per process and per agent, and etcd's db size, are reported too. Progress goes to stderr; the
+of the biggest process and the sum of all peaks per agent, and etcd's db size, are reported. Progress goes to stderr; the
 last line is one JSON object; a row is appended to docs/benchmarks.md (unless --no-record).
 Exit 1 when a counter is not 0.
 
@@ -38,6 +39,7 @@ import datetime
 import json
 import multiprocessing
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -104,20 +106,21 @@ class Cluster:
                 str(workdir / f"{process.name}.sock") if process.fleetd else "")
             self.children.append(Child(spec, None, cluster_worker.new_alarms(self.ctx)))
 
-    def start(self, timeout: float) -> None:
-        readies = []
-        for child in self.children:
+    def start(self, timeout: float, progress: bool) -> None:
+        """Start the processes one after another, each once the one before is ready."""
+        deadline = time.monotonic() + timeout
+        for number, child in enumerate(self.children, 1):
             ready = self.ctx.Event()
             child.proc = self.ctx.Process(target=cluster_worker.main, name=child.spec.process.name,
                                           args=(child.spec, child.alarms, ready), daemon=True)
             child.proc.start()
-            readies.append(ready)
-        deadline = time.monotonic() + timeout
-        for child, ready in zip(self.children, readies, strict=True):
             while not ready.wait(0.5):
                 if not child.proc.is_alive() or time.monotonic() > deadline:
                     raise SystemExit(f"bench: process {child.spec.process.name} did not start; "
                                      f"see {child.spec.log}")
+            if progress:
+                print(f"bench: started {child.spec.process.name} ({number}/{len(self.children)})",
+                      file=sys.stderr)
 
     def named(self, name: str) -> Child:
         return next(c for c in self.children if c.spec.process.name == name)
@@ -173,7 +176,8 @@ class Cluster:
         for child in self.live():
             child.note_peak()
         peak = max(self.children, key=lambda c: c.peak_kib)
-        per_agent = max(c.peak_kib / len(c.spec.process.agents) for c in self.children)
+        per_agent = sum(c.peak_kib for c in self.children) / sum(len(c.spec.process.agents)
+                                                                 for c in self.children)
         return {"peak_rss_mb": round(peak.peak_kib / 1024, 1),
                 "rss_mb_per_agent": round(per_agent / 1024, 2)}
 
@@ -407,7 +411,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cluster = Cluster(args.agents, args.engines, etcd.endpoints, workdir)
         try:
             started = time.monotonic()
-            cluster.start(args.timeout)
+            cluster.start(args.timeout, not args.json)
             if not args.json:
                 print(f"bench: {len(cluster.children)} processes, {args.agents} agents up in "
                       f"{time.monotonic() - started:.1f} s (logs in {workdir})", file=sys.stderr)
@@ -444,6 +448,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up etcd and children
     try:
         cluster_load.layout(args.agents, args.engines)
     except ValueError as exc:

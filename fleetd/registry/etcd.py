@@ -285,6 +285,8 @@ class EtcdKV:
             self._options["grpc.ssl_target_name_override"] = tls.server_name
         self._chan: grpc.aio.Channel | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._keepalives: dict[int, tuple[grpc.aio.Channel, grpc.aio.StreamStreamCall]] = {}
+        self._keepalive_lock = asyncio.Lock()  # one round trip at a time on a stream
 
     def _channel(self) -> grpc.aio.Channel:
         if self._chan is None:
@@ -442,20 +444,52 @@ class EtcdKV:
         return resp.ID
 
     async def refresh(self, lease: int, timeout: float | None = None) -> int:
-        """One keep-alive round trip; etcd answers TTL 0 for an expired or unknown lease."""
+        """One keep-alive round trip; etcd answers TTL 0 for an expired or unknown lease.
+
+        The round trip goes over the lease's keep-alive stream, opened at the first refresh
+        and kept open (opening a stream per keep-alive cost each host about 1 ms of CPU a
+        second); any error, a timeout or a new channel closes it and the next refresh opens
+        another. A timeout counts as etcd's deadline_exceeded (the member is left)."""
         with self._guard("lease"):
-            call = self._lease().LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease)]),
-                                                timeout=timeout or self.request_timeout,
-                                                metadata=await self._md())
             try:
-                async for reply in call:
-                    return reply.TTL
-            finally:
-                call.cancel()
-        raise RegistryUnavailable("etcd closed the lease keep-alive stream without a reply")
+                async with self._keepalive_lock, asyncio.timeout(timeout or self.request_timeout):
+                    return await self._keepalive_round(lease)
+            except TimeoutError:
+                self._drop_keepalive(lease)
+                raise RegistryUnavailable("etcd deadline_exceeded: no keep-alive reply in time") from None
+            except BaseException:
+                self._drop_keepalive(lease)
+                raise
+
+    async def _keepalive_round(self, lease: int) -> int:
+        request = rpc.LeaseKeepAliveRequest(ID=lease)
+        open_ = self._keepalives.get(lease)
+        if open_ is not None and open_[0] is self._chan and not open_[1].done():
+            call = open_[1]
+            try:
+                await call.write(request)
+            except asyncio.InvalidStateError as exc:
+                raise RegistryUnavailable(f"etcd keep-alive stream ended: {exc}") from exc
+        else:
+            self._drop_keepalive(lease)
+            metadata = await self._md()  # may await: pick the channel after it
+            chan = self._channel()
+            call = rpc.LeaseStub(chan).LeaseKeepAlive(metadata=metadata)
+            self._keepalives[lease] = (chan, call)
+            await _first_write(call, request)
+        reply = await call.read()
+        if reply is grpc.aio.EOF:
+            raise RegistryUnavailable("etcd closed the lease keep-alive stream without a reply")
+        return int(reply.TTL)
+
+    def _drop_keepalive(self, lease: int) -> None:
+        open_ = self._keepalives.pop(lease, None)
+        if open_ is not None:
+            open_[1].cancel()
 
     async def revoke(self, lease: int) -> None:
         """Revoke a lease and delete its keys; an already-gone lease is not an error."""
+        self._drop_keepalive(lease)
         try:
             with self._guard("lease"):
                 await self._lease().LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease),
@@ -497,6 +531,8 @@ class EtcdKV:
         return [_event(ev) for ev in resp.events]
 
     async def close(self) -> None:
+        for lease in list(self._keepalives):
+            self._drop_keepalive(lease)
         if self._chan is not None:
             chan, self._chan = self._chan, None
             await chan.close()
