@@ -24,9 +24,9 @@ start one after another, their agents a batch at a time (see bench.cluster_worke
 Then the counters that must be 0: stalls (the agents' stall reports in their logs),
 relist_catches and abandoned (the agents' alarms), duplicates (a unit active on two agents at
 once, from the fakes' own history) and lost (a submitted unit never active). The run's peak RSS
-of the biggest process and the sum of all peaks per agent, and etcd's db size, are reported. Progress goes to stderr; the
-last line is one JSON object; a row is appended to docs/benchmarks.md (unless --no-record).
-Exit 1 when a counter is not 0.
+of the biggest process and the sum of all peaks per agent, and etcd's db size, are reported.
+Progress goes to stderr; the last line is one JSON object; a row is appended to
+docs/benchmarks.md (unless --no-record). Exit 1 when a counter is not 0.
 
     python -m bench.cluster --agents N --units U [--engines K] [--idle-seconds S] [--json]
 """
@@ -52,6 +52,7 @@ from typing import Any
 from bench import cluster_figures, cluster_history, cluster_load, cluster_worker
 from bench.agent_figures import status_kib
 from bench.etcd_server import EtcdCluster
+from bench.reads import fleetctl_seconds
 from bench.record import record, recorded
 from bench.report import machine_line
 from fleetctl.client import Client, parse_endpoint
@@ -347,16 +348,9 @@ class Run:
                    for i in range(len(self.etcd.members)))
 
     def _list_units(self) -> None:
-        command = [sys.executable, "-m", "fleetctl", "--endpoint", f"unix://{self.cluster.sockets()[0]}",
-                   "list-units"]
-        started = time.monotonic()
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
-        self.figures["list_units_s"] = round(time.monotonic() - started, 2)
-        rows = len(done.stdout.splitlines()) - 1
-        if done.returncode != 0 or rows < len(self.names):
-            raise SystemExit(f"bench: fleetctl list-units exited {done.returncode} with {rows} rows: "
-                             f"{done.stderr[-500:]}")
-        self._say(f"fleetctl list-units: {rows} rows in {self.figures['list_units_s']} s")
+        seconds = fleetctl_seconds(self.cluster.sockets()[0], ["list-units"], len(self.names))
+        self.figures["list_units_s"] = round(seconds, 2)
+        self._say(f"fleetctl list-units: {self.figures['list_units_s']} s")
 
     async def _lose(self, key: str, children: list[Child], kv: EtcdKV, board: Board) -> None:
         machines = [m for c in children for m in c.machines]

@@ -118,7 +118,6 @@ def demand_of(unit: Unit, text: str | None) -> Resources:
         return Resources()
 
 
-
 def build(records: Records, window: Window = Window()) -> Summary:
     """The summary of `records` (pure): every machine with its load, the totals, and the
     window of units, machines and units sorted by id and name. Linear in the records: each

@@ -69,10 +69,6 @@ class UnitRecords:
         found = self._placed.get(name)
         return codec.decode_assignment(found[0], name, found[1]) if found else None
 
-    def reporters(self, name: str) -> list[str]:
-        """The machines that report a state for the unit (from the keys)."""
-        return [r.machine for r in self._reported.get(name, ())]
-
     def states(self, name: str) -> dict[str, UnitState]:
         """machine -> what it reports for the unit."""
         return {r.machine: r.state() for r in self._reported.get(name, ())}
