@@ -41,6 +41,7 @@ from fleetd.systemd.memory import FakeUnitManager
 
 ALARMS = ("relist_catches", "abandoned")
 STARTUP_BATCH = 20  # agents started together; the next batch once these run (see bench.cluster)
+HOSTS_NICE = 10  # the CPU priority of processes that only simulate hosts (see bench.cluster)
 
 
 @dataclass
@@ -88,6 +89,8 @@ class Spec:
 def main(spec: Spec, alarms: Alarms, ready: Any) -> None:
     """Process entry: run the agents until killed; `ready` is set once every heart registered."""
     sys.stderr = open(spec.log, "a", buffering=1)  # noqa: SIM115 - the process's own stderr
+    if not spec.process.fleetd:
+        os.nice(HOSTS_NICE)
     configure(0)
     asyncio.run(_run(spec, alarms, ready))
 
