@@ -5,6 +5,7 @@
 #   make lint    ruff + import-linter
 #   make bench   benchmarks; figures printed and recorded in docs/benchmarks.md
 #   make nemesis fault injection on a 5-host local cluster (NEMESIS_RUNS=N runs per scenario)
+#   make scale   50 real hosts of the local cluster: 2,000 units, 5 hosts lost (minutes)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -14,10 +15,10 @@ VENV := .venv
 LC := vagrant/local-cluster
 FLEETCTL := $(VENV)/bin/fleetctl
 
-.PHONY: help deps demo test down lint bench nemesis
+.PHONY: help deps demo test down lint bench nemesis scale
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# *//'
+	@sed -n '2,8p' Makefile | sed 's/^# *//'
 
 # apt packages (only the missing ones, one `apt-get update` first), then the dev venv
 # (rebuilt when pyproject.toml changes), then .hostlib: the runtime dependencies for the
@@ -68,6 +69,10 @@ bench: deps
 	$(VENV)/bin/python -m bench.reads --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.cluster --agents 1000 --units 100000
 	$(VENV)/bin/python -m bench.agent --record docs/benchmarks.md
+
+# Not part of bench or test: it takes the local cluster (and most of the machine) for minutes.
+scale: deps
+	$(VENV)/bin/python -m bench.scale --hosts 50 --units 2000 --lose 5
 
 # Every scenario NEMESIS_RUNS times (default 5); table, evidence and the totals' JSON line.
 NEMESIS_RUNS ?= 5
