@@ -18,6 +18,18 @@ HANDSHAKE_TIMEOUT = 30.0  # seconds a client may take to finish its handshake
 Refused = Callable[[str, ssl.SSLError], None]
 
 
+def refusal(exc: ssl.SSLError) -> tuple[str, str | None]:
+    """Why a handshake failed, in OpenSSL's words, and the credential failure it is: `bad_cert`
+    (the client certificate did not verify: `client certificate: certificate has expired`,
+    `self-signed certificate`, `unable to get local issuer certificate`), `missing_cert` (a
+    certificate was demanded and none came) or None (`http request`, `... alert ...`: plain
+    HTTP, or a client that distrusts our certificate)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"client certificate: {exc.verify_message or exc.reason}", "bad_cert"
+    why = (exc.reason or str(exc)).lower().replace("_", " ")
+    return why, "missing_cert" if exc.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE" else None
+
+
 class TlsAcceptor:
     """The protocol factory of one TLS listener: each connection gets a `_Handshake` that hands
     it to `make_protocol()` once TLS is up. `close()` drops handshakes still under way."""

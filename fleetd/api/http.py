@@ -26,13 +26,12 @@ from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
 from pydantic import ValidationError
 
-from fleetd.api import access, alarms, batch, endpoints, filters, handlers, openapi, relay, schema
+from fleetd.api import access, alarms, batch, endpoints, filters, handlers, handshake, openapi, relay, schema
 from fleetd.api import dashboard as dashboard_api
 from fleetd.api import lockout as lockout_api
 from fleetd.api import metadata as metadata_api
 from fleetd.api import summary as summary_api
 from fleetd.api import watch as watch_api
-from fleetd.api.handshake import TlsAcceptor
 from fleetd.api.snapshots import Snapshots
 from fleetd.errors import ConfigError, FleetError, InvalidInput
 from fleetd.logs import get_logger
@@ -447,11 +446,11 @@ def make_app(
     """The API application over `registry`; pages hold at most `page_limit` items.
 
     With `tcp_token`, requests that arrive over TCP need it as a bearer token (the unix socket
-    never does); `tcp_auth` (api_auth) says whether a client certificate is needed instead of it
-    (`cert`, `tcp_token` None), as well (`token+cert`) or is enough without it (`token/cert`).
-    `relayed` asks other hosts for status/journal/restart (default: a relay
+    never does); `tcp_auth` (api_auth) says whether a client certificate is needed instead of
+    it (`cert`, `tcp_token` None), as well (`token+cert`) or is enough without it
+    (`token/cert`). `relayed` asks other hosts for status/journal/restart (default: a relay
     writing its requests without a lease). `metrics` renders GET /metrics (body, content type).
-    `recorder` counts refused tokens; `lockout` remembers them per address (default: a fresh
+    `recorder` counts refused credentials; `lockout` remembers them per address (default: a fresh
     `Lockout` with the standard policy).
     """
     middlewares: list[Middleware] = [errors_middleware]
@@ -541,8 +540,9 @@ class _Runner(web.AppRunner):
 
 
 class _TlsSite(web.TCPSite):
-    """A TCP site whose TLS handshakes run in `TlsAcceptor`, so that a refused one is logged
-    with the client's address and counted (`bad_cert` when its certificate did not verify)."""
+    """A TCP site whose TLS handshakes run in `handshake.TlsAcceptor`, so that a refused one is
+    logged with the client's address and OpenSSL's reason, and counted when it was about the
+    client certificate (`bad_cert`, `missing_cert`)."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, context: ssl.SSLContext,
                  recorder: Recorder) -> None:
@@ -552,12 +552,12 @@ class _TlsSite(web.TCPSite):
         log = get_logger("api")
 
         def refused(client: str, exc: ssl.SSLError) -> None:
-            verify = isinstance(exc, ssl.SSLCertVerificationError)
-            if verify:
-                recorder.api_auth_failure("bad_cert")
-            log.warning("TLS handshake refused", client=client, reason=tls_reason(exc))
+            why, failure = handshake.refusal(exc)
+            if failure is not None:
+                recorder.api_auth_failure(failure)
+            log.warning("TLS handshake refused", client=client, reason=why)
 
-        self.acceptor = TlsAcceptor(server, context, refused)
+        self.acceptor = handshake.TlsAcceptor(server, context, refused)
 
     async def start(self) -> None:
         """TCPSite.start with the acceptor as protocol factory and TLS left to it."""
@@ -570,15 +570,6 @@ class _TlsSite(web.TCPSite):
     async def stop(self) -> None:
         self.acceptor.close()
         await super().stop()
-
-
-def tls_reason(exc: ssl.SSLError) -> str:
-    """Why a handshake failed, in OpenSSL's words: what was wrong with the client's certificate
-    (`certificate has expired`, `self-signed certificate`, `unable to get local issuer
-    certificate`), else the error's reason (`http request`, `sslv3 alert bad certificate`)."""
-    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return f"client certificate: {exc.verify_message}"
-    return (exc.reason or str(exc)).lower().replace("_", " ")
 
 
 def remove_stale_socket(path: str) -> None:

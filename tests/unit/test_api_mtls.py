@@ -251,6 +251,21 @@ async def test_token_keeps_ignoring_certificates_as_credentials(start: Start) ->
     assert (await api.get("good", BEARER))[0] == 200
     with pytest.raises(aiohttp.ClientError):
         await api.get(None, BEARER)
+    await asyncio.sleep(0)
+    refusals = api.events("TLS handshake refused")
+    assert refusals and {e["reason"] for e in refusals} == {"peer did not return a certificate"}
+    assert api.failures("missing_cert") == len(refusals)
+
+
+async def test_plain_http_to_the_tls_port_is_logged_but_is_no_credential_failure(
+        start: Start) -> None:
+    api = await start("cert")
+    with pytest.raises(aiohttp.ClientError):
+        async with aiohttp.ClientSession() as session:
+            await session.get(api.url.replace("https://", "http://") + "/fleet/v1/machines")
+    await asyncio.sleep(0)
+    assert {e["reason"] for e in api.events("TLS handshake refused")} == {"http request"}
+    assert api.failures("bad_cert") == api.failures("missing_cert") == 0
 
 
 # our fleetctl with FLEETCTL_CA_FILE / CERT_FILE / KEY_FILE and no token -------------------
