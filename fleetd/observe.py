@@ -88,7 +88,8 @@ class Recorder(Protocol):
     def api_auth_failure(self, reason: str) -> None:
         """A TCP request refused for its credentials: `missing`, `invalid` (a wrong token or
         dashboard login) or `locked_out` (its address failed too often; token not checked);
-        `missing_cert` (api_auth needs a client certificate) or `bad_cert` (a connection whose
+        `missing_cert` (no client certificate where one is needed: a 401, or a handshake
+        refused under api_auth=token with a client CA) or `bad_cert` (a connection whose
         client certificate did not verify, refused in the TLS handshake)."""
 
 
