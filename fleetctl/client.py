@@ -9,6 +9,7 @@ following, batched unit submissions (POST /units), and turning transport failure
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import ssl
 import sys
@@ -414,12 +415,18 @@ def _record(line: bytes) -> dict:
     return record
 
 
+_DROPPED = (errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE)
+
+
 def _dropped(exc: BaseException) -> bool:
     """Whether the server closed the connection without a word: during the TLS handshake
-    (TLS 1.2) or right after it (TLS 1.3, where the client's certificate is checked last)."""
-    os_error = getattr(exc, "os_error", None)
+    (TLS 1.2) or right after it (TLS 1.3, where the client's certificate is checked last).
+    aiohttp says so in several ways, depending on when the close is noticed."""
+    cause = getattr(exc, "os_error", None) or exc
     return (isinstance(exc, aiohttp.ServerDisconnectedError)
-            or isinstance(os_error, ConnectionResetError | ConnectionAbortedError))
+            or isinstance(cause, ssl.SSLEOFError | ConnectionResetError | ConnectionAbortedError
+                          | BrokenPipeError)
+            or (isinstance(cause, OSError) and cause.errno in _DROPPED))
 
 
 def _is_https(endpoint: Endpoint) -> bool:

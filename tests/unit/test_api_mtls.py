@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import errno
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -23,6 +25,7 @@ from structlog.testing import capture_logs
 from test_access import TOKEN, run_fleetctl, secret
 
 from bench.etcd_server import free_ports
+from fleetctl import client as client_module
 from fleetd.api import access
 from fleetd.api.http import make_app, serve
 from fleetd.config import FleetConfig
@@ -287,6 +290,19 @@ async def test_fleetctl_without_a_certificate_says_what_is_missing(start: Start)
         {"FLEETCTL_ENDPOINT": api.url, "FLEETCTL_CA_FILE": api.pki.ca_file}, "list-units")
     assert (code, out) == (1, "")
     assert err == f"fleetctl: authentication failed: {access.NO_CERTIFICATE}\n"
+
+
+@pytest.mark.parametrize(("exc", "dropped"), [
+    (aiohttp.ServerDisconnectedError(), True),  # TLS 1.3: noticed when reading the answer
+    (aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"), True),
+    (SimpleNamespace(os_error=ConnectionResetError()), True),  # TLS 1.2: while connecting
+    (SimpleNamespace(os_error=ssl.SSLEOFError()), True),
+    (SimpleNamespace(os_error=ConnectionRefusedError(errno.ECONNREFUSED, "refused")), False),
+    (TimeoutError(), False),
+    (SimpleNamespace(os_error=ssl.SSLCertVerificationError()), False),  # fleetd's cert: not ours
+])
+def test_which_failures_may_be_a_refused_client_certificate(exc: object, dropped: bool) -> None:
+    assert client_module._dropped(exc) is dropped  # type: ignore[arg-type]
 
 
 async def test_fleetctl_with_a_refused_certificate_exits_1_with_a_hint(start: Start) -> None:
