@@ -274,6 +274,7 @@ async def _run(
         opts = ssh_options(args)
         async with _tunnel(endpoint, opts) as endpoint, \
                 Client(endpoint, timeout=args.request_timeout, tls=tls, token=token,
+                       client_cert=bool(tls and args.cert_file),
                        debug=err if args.debug else None) as client:
             ctx = Context(client, out, err, opts)
             code = await command.run(ctx, args)

@@ -9,6 +9,7 @@ following, batched unit submissions (POST /units), and turning transport failure
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import ssl
 import sys
@@ -125,6 +126,8 @@ def read_token(environ: Mapping[str, str], token_file: str = "") -> str | None:
 # etcd briefly unavailable behind fleetd (a member died, a leader election): every request is
 # safe to send again (writes are create-if-absent / set-to-value), so try twice more.
 UNAVAILABLE_RETRIES = (0.5, 1.5)
+CERT_REFUSED_HINT = ("; fleetd may have refused the client certificate (expired, or not signed "
+                     "by the CA of its api_tls_client_ca_file): its log says why")
 PAGE_SIZE = 5000  # items per listing page fleetd is asked for (fleet's servers ignore it: 100)
 DESTROY_BATCH = 1000  # names per DELETE /units: about 24 txns, a fraction of a second
 
@@ -139,10 +142,13 @@ class Client:
         timeout: float = 3.0,
         tls: ssl.SSLContext | None = None,
         token: str | None = None,
+        client_cert: bool = False,
         debug: TextIO | None = None,
     ) -> None:
-        """`token` is sent as a bearer token, only to https endpoints."""
+        """`token` is sent as a bearer token, only to https endpoints; `client_cert`: `tls`
+        holds a client certificate (--cert-file), which an error message may then blame."""
         self.endpoint = endpoint
+        self._client_cert = client_cert
         self._auth = {"Authorization": f"Bearer {token}"} if token and _is_https(endpoint) else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout if timeout > 0 else None)
         self._tls = tls
@@ -205,15 +211,19 @@ class Client:
             ) as resp:
                 text = await resp.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ClientError(
-                f"cannot reach fleetd at {self.endpoint.text}: {_reason(exc)}"
-            ) from exc
+            raise self._unreachable(exc) from exc
         self._log(method, url, params, resp.status)
         if resp.status == 401:
             raise AuthError(_error_message(resp.status, text))
         if resp.status >= 400:
             raise ApiError(resp.status, _error_message(resp.status, text))
         return resp.status, text
+
+    def _unreachable(self, exc: BaseException) -> ClientError:
+        """The error for a request that got no answer; a connection dropped while a client
+        certificate was offered is most likely fleetd refusing it in the TLS handshake."""
+        hint = CERT_REFUSED_HINT if self._client_cert and _dropped(exc) else ""
+        return ClientError(f"cannot reach fleetd at {self.endpoint.text}: {_reason(exc)}{hint}")
 
     def _log(self, method: str, url: URL, params: dict | None, status: int) -> None:
         if self._debug is not None:
@@ -348,7 +358,7 @@ class Client:
                         yield fields["event"], fields.get("data", ""), fields.get("id")
                         fields = {}
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ClientError(f"cannot reach fleetd at {self.endpoint.text}: {_reason(exc)}") from exc
+            raise self._unreachable(exc) from exc
 
     async def clear_alarm(self, kind: str) -> bool:
         """Acknowledge an alarm; False if it was not raised."""
@@ -381,7 +391,7 @@ class Client:
                 async for record in _ndjson(resp.content.iter_any()):
                     yield record
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ClientError(f"cannot reach fleetd at {self.endpoint.text}: {_reason(exc)}") from exc
+            raise self._unreachable(exc) from exc
 
 
 async def _ndjson(pieces: AsyncIterator[bytes]) -> AsyncIterator[dict]:
@@ -403,6 +413,20 @@ def _record(line: bytes) -> dict:
     if not isinstance(record, dict):
         raise ClientError(f"unexpected answer from fleetd: {line[:200]!r}")
     return record
+
+
+_DROPPED = (errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE)
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether the server closed the connection without a word: during the TLS handshake
+    (TLS 1.2) or right after it (TLS 1.3, where the client's certificate is checked last).
+    aiohttp says so in several ways, depending on when the close is noticed."""
+    cause = getattr(exc, "os_error", None) or exc
+    return (isinstance(exc, aiohttp.ServerDisconnectedError)
+            or isinstance(cause, ssl.SSLEOFError | ConnectionResetError | ConnectionAbortedError
+                          | BrokenPipeError)
+            or (isinstance(cause, OSError) and cause.errno in _DROPPED))
 
 
 def _is_https(endpoint: Endpoint) -> bool:

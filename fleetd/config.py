@@ -22,6 +22,9 @@ DEPRECATED_KEYS = frozenset({"verify_units", "authorized_keys_file", "enable_grp
                              "token_limit", "systemd_user"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# api_auth: what a TCP API request must prove (fleetd.api.access applies it)
+API_AUTH_MODES = ("token", "cert", "token+cert", "token/cert")
+CERT_MODES = ("cert", "token+cert", "token/cert")  # the ones a client certificate takes part in
 
 
 def parse_duration(text: str | float) -> float:
@@ -70,7 +73,9 @@ class FleetConfig(BaseModel):
     api_socket_group: str = ""
     api_listen: str = ""
     api_insecure_tcp: bool = False
-    # access (issue 5): TLS and a bearer token for the TCP API; TLS and auth for etcd
+    # access: TLS and a bearer token and/or client certificate for the TCP API; TLS and auth
+    # for etcd
+    api_auth: str = "token"
     api_tls_cert_file: str = ""
     api_tls_key_file: str = ""
     api_tls_client_ca_file: str = ""
@@ -124,6 +129,13 @@ class FleetConfig(BaseModel):
                 raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("api_auth")
+    @classmethod
+    def _auth(cls, value: str) -> str:
+        if value not in API_AUTH_MODES:
+            raise ValueError(f"{value!r} is not one of {', '.join(API_AUTH_MODES)}")
+        return value
+
     @field_validator("api_listen")
     @classmethod
     def _listen(cls, value: str) -> str:
@@ -145,6 +157,14 @@ def _access_problems(cfg: FleetConfig) -> list[str]:
         problems.append("api_tls_cert_file and api_tls_key_file: set both or neither")
     if cfg.api_tls_client_ca_file and not cfg.api_tls_cert_file:
         problems.append("api_tls_client_ca_file needs api_tls_cert_file and api_tls_key_file")
+    if cfg.api_auth in CERT_MODES and not cfg.api_tls_client_ca_file:
+        problems.append(f"api_auth={cfg.api_auth} needs api_tls_client_ca_file (the CA that signs "
+                        "the clients' certificates)")
+    if cfg.api_auth in ("token+cert", "token/cert") and not cfg.api_token_file:
+        problems.append(f"api_auth={cfg.api_auth} needs api_token_file")
+    if cfg.api_auth == "cert" and cfg.api_token_file:
+        problems.append("api_auth=cert checks no token: remove api_token_file "
+                        "(or use api_auth=token+cert or token/cert)")
     if bool(cfg.etcd_certfile) != bool(cfg.etcd_keyfile):
         problems.append("etcd_certfile and etcd_keyfile: set both or neither")
     etcd_tls = cfg.etcd_cafile or cfg.etcd_certfile

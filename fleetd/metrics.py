@@ -104,8 +104,10 @@ class Metrics:
 
     def _api(self, reg: CollectorRegistry) -> None:
         self.auth_failures = Counter("fleet_api_auth_failures_total",
-                                     "TCP API requests refused for their token: missing, invalid, "
-                                     "or locked_out (the address sent too many wrong tokens)",
+                                     "TCP API requests refused for their credentials: token "
+                                     "missing, invalid, or locked_out (the address sent too many "
+                                     "wrong tokens); client certificate missing_cert, or bad_cert "
+                                     "(the TLS handshake failed to verify it)",
                                      ["reason"], registry=reg)
         for reason in AUTH_FAILURES:
             self.auth_failures.labels(reason)

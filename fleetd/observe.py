@@ -34,7 +34,7 @@ _PATTERNS = tuple((re.compile(pattern), name) for pattern, name in (
 ))
 PENDING_CATEGORIES = ("resources", "conflicts", "replaced", "peer", "metadata", "machine_id",
                       "no_machines", "template", "mass_failure", "other")
-AUTH_FAILURES = ("missing", "invalid", "locked_out")
+AUTH_FAILURES = ("missing", "invalid", "locked_out", "missing_cert", "bad_cert")
 EVICTION_CATEGORIES = ("machine_gone", "unit_removed", "desired_state", "conflicts", "replaced",
                        "peer", "metadata", "machine_id", "global", "template", "other")
 
@@ -86,8 +86,11 @@ class Recorder(Protocol):
         """An agent pass ran past its timeout and was abandoned (a bug)."""
 
     def api_auth_failure(self, reason: str) -> None:
-        """A TCP request refused for its token: `missing`, `invalid` (a wrong token or
-        dashboard login) or `locked_out` (its address failed too often; token not checked)."""
+        """A TCP request refused for its credentials: `missing`, `invalid` (a wrong token or
+        dashboard login) or `locked_out` (its address failed too often; token not checked);
+        `missing_cert` (no client certificate where one is needed: a 401, or a handshake
+        refused under api_auth=token with a client CA) or `bad_cert` (a connection whose
+        client certificate did not verify, refused in the TLS handshake)."""
 
 
 class NoRecorder:

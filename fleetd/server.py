@@ -118,13 +118,15 @@ async def run(cfg: FleetConfig) -> None:
                     run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy,
                     fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics)
     app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
+                   tcp_auth=tcp.auth if tcp else "token",
                    relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render,
                    recorder=metrics)
     runner = await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
                          tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,
              cpu=machine.capacity.cpu, memory=machine.capacity.memory, policy=cfg.scheduler_policy,
-             engine=node.engine is not None, api=cfg.api_socket)
+             engine=node.engine is not None, api=cfg.api_socket,
+             **({"tcp": cfg.api_listen, "tcp_auth": tcp.auth} if tcp else {}))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -25,7 +25,7 @@ TOOL = REPO / "vagrant" / "local-cluster"
 # from a git worktree that runs with another checkout's venv and PYTHONPATH=the worktree)
 FLEETCTL = Path(sys.executable).parent / "fleetctl"
 STATE = Path(os.environ.get("LOCAL_CLUSTER_STATE", "/run/fleet-local-cluster"))
-API_PORT = 49153  # every host's TLS API (api_listen=<ip>:49153, bearer token)
+API_PORT = 49153  # every host's TLS API (api_listen=<ip>:49153, api_auth=token/cert)
 
 T = TypeVar("T")
 
@@ -176,7 +176,7 @@ class LocalCluster:
         return f"https://{self.ip(name)}:{API_PORT}"
 
     def api_token(self) -> str:
-        """The bearer token every host's TCP API requires."""
+        """The bearer token every host's TCP API accepts (or a client certificate: `env --mtls`)."""
         return self._state_file("api/token")
 
     def api_ca_file(self) -> str:

@@ -29,6 +29,8 @@
 #   FLEET_PYTHONPATH      PYTHONPATH for fleetd (optional; local-cluster: /opt/fleet-hostlib:/opt/fleet)
 #   FLEET_API_LISTEN, FLEET_API_TLS_CERT, FLEET_API_TLS_KEY, FLEET_API_TOKEN_FILE
 #                         optional TCP API (paths on the host; key and token are chmod 0600)
+#   FLEET_API_TLS_CLIENT_CA, FLEET_API_AUTH
+#                         its client CA and api_auth (token, cert, token+cert, token/cert)
 #   FLEET_API_SOCKET_GROUP  group that may use /run/fleet.sock (optional)
 #   FLEET_EXTRA_CONF      more fleet.conf lines, separated by newlines or spaces (optional)
 #   FLEET_NO_START=1      write files only (no daemon-reload, start or restart; containers still
@@ -159,6 +161,8 @@ fleet_conf() {
     [ -z "${FLEET_API_TLS_CERT:-}" ] || echo "api_tls_cert_file=$FLEET_API_TLS_CERT"
     [ -z "${FLEET_API_TLS_KEY:-}" ] || echo "api_tls_key_file=$FLEET_API_TLS_KEY"
     [ -z "${FLEET_API_TOKEN_FILE:-}" ] || echo "api_token_file=$FLEET_API_TOKEN_FILE"
+    [ -z "${FLEET_API_TLS_CLIENT_CA:-}" ] || echo "api_tls_client_ca_file=$FLEET_API_TLS_CLIENT_CA"
+    [ -z "${FLEET_API_AUTH:-}" ] || echo "api_auth=$FLEET_API_AUTH"
   fi
   local line
   for line in ${FLEET_EXTRA_CONF:-}; do
@@ -196,8 +200,9 @@ secret_modes() {  # fleetd refuses a key or token that group or others can read
     [ -f "$DESTDIR$f" ] || die "$f does not exist on this host"
     chmod 0600 "$DESTDIR$f"
   done
-  [ -z "${FLEET_API_TLS_CERT:-}" ] || [ -f "$DESTDIR$FLEET_API_TLS_CERT" ] ||
-    die "$FLEET_API_TLS_CERT does not exist on this host"
+  for f in "${FLEET_API_TLS_CERT:-}" "${FLEET_API_TLS_CLIENT_CA:-}"; do
+    [ -z "$f" ] || [ -f "$DESTDIR$f" ] || die "$f does not exist on this host"
+  done
 }
 
 stage_fleet() {

@@ -1,11 +1,18 @@
-"""Who may reach the API and etcd: the TCP listener policy, its TLS context, the bearer token.
+"""Who may reach the API and etcd: the TCP listener policy, its TLS context, the credentials.
 
-Owns the rules, not the transport (`fleetd.api.http` applies them):
-- the unix socket needs no token: its mode 0660 and group are the access control;
-- a TCP listener (api_listen) starts only with TLS (cert + key) and a token file, unless
-  api_insecure_tcp=true, which is loudly warned about (a token without TLS is always refused:
-  it would travel in clear, and fleetctl sends tokens to https endpoints only);
-- TCP requests carry `Authorization: Bearer <token>`, compared in constant time;
+Owns the rules, not the transport (`fleetd.api.http` and `fleetd.api.handshake` apply them):
+- the unix socket needs no credential: its mode 0660 and group are the access control;
+- a TCP listener (api_listen) starts only with TLS (cert + key) and the credential `api_auth`
+  names, unless api_insecure_tcp=true, which is loudly warned about (a token without TLS is
+  always refused: it would travel in clear, and fleetctl sends tokens to https endpoints only);
+- `api_auth` says what a TCP request proves: `token` (`Authorization: Bearer <token>`, compared
+  in constant time), `cert` (a client certificate that verifies against
+  api_tls_client_ca_file), `token+cert` (both) or `token/cert` (either). In the certificate
+  modes the handshake asks for a certificate without demanding one: a presented certificate
+  that does not verify (expired, self-signed, another CA) fails the handshake, a missing one
+  is answered 401 where it is needed (`by_certificate`), so both refusals can be logged;
+- `token` with api_tls_client_ca_file keeps what that pair meant before api_auth: the
+  handshake demands a certificate signed by that CA, and the token is checked as well;
 - secret files (api_token_file, etcd_password_file) must not be readable or writable by group
   or others (like ssh's private keys): fleetd refuses to start otherwise.
 """
@@ -19,22 +26,41 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetd.config import FleetConfig
+from fleetd.config import CERT_MODES, FleetConfig
 from fleetd.errors import ConfigError
 
 SOCKET_MODE = 0o660
 REALM = 'Bearer realm="fleetd"'
 INSECURE_WARNING = ("api_insecure_tcp=true: the TCP API at {listen} has NO TLS and NO token: "
                     "anyone who can reach it controls the cluster (trusted networks only)")
+NO_CERTIFICATE = ("missing client certificate: present a certificate signed by the CA of "
+                  "api_tls_client_ca_file (fleetctl --cert-file/--key-file)")
+# what a request's client certificate decides (`by_certificate`)
+ADMIT, ASK_TOKEN, REFUSE = "admit", "token", "refuse"
 
 
 @dataclass(frozen=True)
 class TcpAccess:
-    """How the TCP listener admits requests: its TLS context and token (None: not required)."""
+    """How the TCP listener admits requests: its TLS context, `api_auth` and the token (None:
+    no token is checked)."""
 
     ssl: ssl.SSLContext | None
     token: str | None
     warnings: tuple[str, ...] = ()
+    auth: str = "token"
+
+
+def by_certificate(auth: str, has_certificate: bool) -> str:
+    """What the client certificate of a TCP request decides under `auth`: ADMIT (it is the
+    credential), REFUSE (one is needed and none came) or ASK_TOKEN (the token decides).
+
+    A certificate that reached this far was verified in the handshake.
+    """
+    if auth in ("cert", "token/cert") and has_certificate:
+        return ADMIT
+    if auth in ("cert", "token+cert") and not has_certificate:
+        return REFUSE
+    return ASK_TOKEN
 
 
 def read_secret(path: str, key: str, *, one_word: bool = True) -> str:
@@ -56,15 +82,17 @@ def read_secret(path: str, key: str, *, one_word: bool = True) -> str:
     return text
 
 
-def server_ssl_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:
-    """TLS for the TCP listener; with `client_ca`, clients must present a cert it signed."""
+def server_ssl_context(cert: str, key: str, client_ca: str = "",
+                       verify: ssl.VerifyMode = ssl.CERT_REQUIRED) -> ssl.SSLContext:
+    """TLS for the TCP listener; with `client_ca`, a client certificate is verified against it:
+    demanded (CERT_REQUIRED) or, with CERT_OPTIONAL, verified only when one is presented."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         ctx.load_cert_chain(cert, key)
         if client_ca:
             ctx.load_verify_locations(cafile=client_ca)
-            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.verify_mode = verify
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"api_tls_cert_file/api_tls_key_file/api_tls_client_ca_file: {exc}") from None
     return ctx
@@ -73,11 +101,12 @@ def server_ssl_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLConte
 def tcp_access(cfg: FleetConfig) -> TcpAccess | None:
     """The TCP listener's policy from the config; None without api_listen.
 
-    Refuses (ConfigError) a listener without both TLS and a token unless api_insecure_tcp.
+    Refuses (ConfigError) a listener without both TLS and a token unless api_insecure_tcp
+    (the certificate modes always have TLS: the config demands api_tls_client_ca_file).
     """
     if not cfg.api_listen:
         return None
-    secured = bool(cfg.api_tls_cert_file and cfg.api_token_file)
+    secured = bool(cfg.api_tls_cert_file and (cfg.api_token_file or cfg.api_auth == "cert"))
     if not secured and not cfg.api_insecure_tcp:
         raise ConfigError(
             "api_listen needs TLS and a token: set api_tls_cert_file, api_tls_key_file and "
@@ -85,11 +114,13 @@ def tcp_access(cfg: FleetConfig) -> TcpAccess | None:
     if cfg.api_token_file and not cfg.api_tls_cert_file:
         raise ConfigError("api_token_file needs api_tls_cert_file and api_tls_key_file: "
                           "a token sent over plain TCP can be read by anyone on the path")
-    tls = (server_ssl_context(cfg.api_tls_cert_file, cfg.api_tls_key_file, cfg.api_tls_client_ca_file)
+    verify = ssl.CERT_OPTIONAL if cfg.api_auth in CERT_MODES else ssl.CERT_REQUIRED
+    tls = (server_ssl_context(cfg.api_tls_cert_file, cfg.api_tls_key_file,
+                              cfg.api_tls_client_ca_file, verify)
            if cfg.api_tls_cert_file else None)
     token = read_secret(cfg.api_token_file, "api_token_file") if cfg.api_token_file else None
     warnings = () if secured else (INSECURE_WARNING.format(listen=cfg.api_listen),)
-    return TcpAccess(tls, token, warnings)
+    return TcpAccess(tls, token, warnings, cfg.api_auth)
 
 
 def bearer_ok(header: str | None, token: str) -> bool:

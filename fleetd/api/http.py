@@ -26,7 +26,7 @@ from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
 from pydantic import ValidationError
 
-from fleetd.api import access, alarms, batch, endpoints, filters, handlers, openapi, relay, schema
+from fleetd.api import access, alarms, batch, endpoints, filters, handlers, handshake, openapi, relay, schema
 from fleetd.api import dashboard as dashboard_api
 from fleetd.api import lockout as lockout_api
 from fleetd.api import metadata as metadata_api
@@ -34,6 +34,7 @@ from fleetd.api import summary as summary_api
 from fleetd.api import watch as watch_api
 from fleetd.api.snapshots import Snapshots
 from fleetd.errors import ConfigError, FleetError, InvalidInput
+from fleetd.logs import get_logger
 from fleetd.model import remote
 from fleetd.observe import NoRecorder, Recorder
 from fleetd.registry.store import Registry
@@ -44,6 +45,7 @@ REGISTRY_KEY = web.AppKey("registry", Registry)
 LIMIT_KEY = web.AppKey("page_limit", int)
 SNAPSHOTS_KEY = web.AppKey("snapshots", Snapshots)
 RELAY_KEY = web.AppKey("relay", relay.Relay)
+RECORDER_KEY = web.AppKey("recorder", Recorder)
 MAX_BODY = 64 * 1024 * 1024  # a POST /units of MAX_BATCH entries with sizeable unit files
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 W = TypeVar("W", bound=schema.Wire)
@@ -356,31 +358,56 @@ def _over_unix_socket(request: web.Request) -> bool:
     return sock is not None and sock.family == socket.AF_UNIX
 
 
-def _tcp_auth(token: str, lockout: lockout_api.Lockout, recorder: Recorder) -> Middleware:
-    """Middleware: requests over TCP must carry `Authorization: Bearer <token>` (or, GET/HEAD
-    only, the dashboard's session cookie; `GET /?token=` logs a browser in, see fleetd.api.dashboard).
-    An address that sent wrong tokens too often is refused with 429 (fleetd.api.lockout)."""
+def _tcp_auth(auth: str, token: str | None, lockout: lockout_api.Lockout,
+              recorder: Recorder) -> Middleware:
+    """Middleware: requests over TCP must prove what `auth` (api_auth) asks, see
+    `access.by_certificate`; the unix socket needs nothing. A missing client certificate is
+    401 and logged (a bad one never gets here: it failed the handshake, `fleetd.api.handshake`)."""
+    log = get_logger("api")
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if _over_unix_socket(request):
             return await handler(request)
-        client = request.remote or ""
-        wait = lockout.blocked_for(client)
-        if wait is not None:
-            recorder.api_auth_failure("locked_out")
-            return _locked_out(wait)
-        header, cookie = request.headers.get("Authorization"), request.cookies.get(dashboard_api.COOKIE)
-        if access.bearer_ok(header, token) or dashboard_api.cookie_ok(request.method, cookie, token):
+        decision = access.by_certificate(auth, _has_certificate(request))
+        if decision == access.ADMIT:
             return await handler(request)
-        response, failure = _without_token(request, header, token)
-        if failure is not None:
-            recorder.api_auth_failure(failure)
-            if failure == "invalid":  # a wrong token counts towards the lockout, a missing one not
-                lockout.failed(client)
-        return response
+        if decision == access.REFUSE:
+            recorder.api_auth_failure("missing_cert")
+            log.warning("TCP API request without a client certificate refused",
+                        client=request.remote or "?", method=request.method, path=request.path)
+            return error_response(401, access.NO_CERTIFICATE)
+        assert token is not None, "api_auth asks for a token but there is none"
+        return await _check_token(request, handler, token, lockout, recorder)
 
     return check
+
+
+def _has_certificate(request: web.Request) -> bool:
+    """Whether the TLS handshake of the request's connection verified a client certificate."""
+    transport = request.transport
+    return bool(transport is not None and transport.get_extra_info("peercert"))
+
+
+async def _check_token(request: web.Request, handler: Handler, token: str,
+                       lockout: lockout_api.Lockout, recorder: Recorder) -> web.StreamResponse:
+    """The request carries `Authorization: Bearer <token>` (or, GET/HEAD only, the dashboard's
+    session cookie; `GET /?token=` logs a browser in, see fleetd.api.dashboard). An address that
+    sent wrong tokens too often is refused with 429 (fleetd.api.lockout)."""
+    client = request.remote or ""
+    wait = lockout.blocked_for(client)
+    if wait is not None:
+        recorder.api_auth_failure("locked_out")
+        return _locked_out(wait)
+    header, cookie = request.headers.get("Authorization"), request.cookies.get(dashboard_api.COOKIE)
+    if access.bearer_ok(header, token) or dashboard_api.cookie_ok(request.method, cookie, token):
+        return await handler(request)
+    response, failure = _without_token(request, header, token)
+    if failure is not None:
+        recorder.api_auth_failure(failure)
+        if failure == "invalid":  # a wrong token counts towards the lockout, a missing one not
+            lockout.failed(client)
+    return response
 
 
 def _without_token(request: web.Request, header: str | None, token: str
@@ -410,6 +437,7 @@ def make_app(
     *,
     page_limit: int = handlers.DEFAULT_PAGE_LIMIT,
     tcp_token: str | None = None,
+    tcp_auth: str = "token",
     relayed: relay.Relay | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     recorder: Recorder | None = None,
@@ -418,16 +446,20 @@ def make_app(
     """The API application over `registry`; pages hold at most `page_limit` items.
 
     With `tcp_token`, requests that arrive over TCP need it as a bearer token (the unix socket
-    never does). `relayed` asks other hosts for status/journal/restart (default: a relay
+    never does); `tcp_auth` (api_auth) says whether a client certificate is needed instead of
+    it (`cert`, `tcp_token` None), as well (`token+cert`) or is enough without it
+    (`token/cert`). `relayed` asks other hosts for status/journal/restart (default: a relay
     writing its requests without a lease). `metrics` renders GET /metrics (body, content type).
-    `recorder` counts refused tokens; `lockout` remembers them per address (default: a fresh
+    `recorder` counts refused credentials; `lockout` remembers them per address (default: a fresh
     `Lockout` with the standard policy).
     """
     middlewares: list[Middleware] = [errors_middleware]
-    if tcp_token is not None:
-        middlewares.insert(0, _tcp_auth(tcp_token, lockout or lockout_api.Lockout(),
-                                        recorder or NoRecorder()))
+    recorder = recorder or NoRecorder()
+    if tcp_token is not None or tcp_auth != "token":
+        middlewares.insert(0, _tcp_auth(tcp_auth, tcp_token, lockout or lockout_api.Lockout(),
+                                        recorder))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
+    app[RECORDER_KEY] = recorder
     app[REGISTRY_KEY] = registry
     app[LIMIT_KEY] = page_limit
     app[SNAPSHOTS_KEY] = Snapshots()
@@ -507,6 +539,39 @@ class _Runner(web.AppRunner):
 
 
 
+class _TlsSite(web.TCPSite):
+    """A TCP site whose TLS handshakes run in `handshake.TlsAcceptor`, so that a refused one is
+    logged with the client's address and OpenSSL's reason, and counted when it was about the
+    client certificate (`bad_cert`, `missing_cert`)."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, context: ssl.SSLContext,
+                 recorder: Recorder) -> None:
+        super().__init__(runner, host, port, ssl_context=context, backlog=LISTEN_BACKLOG)
+        server = runner.server
+        assert server is not None, "set the runner up first"
+        log = get_logger("api")
+
+        def refused(client: str, exc: ssl.SSLError) -> None:
+            why, failure = handshake.refusal(exc)
+            if failure is not None:
+                recorder.api_auth_failure(failure)
+            log.warning("TLS handshake refused", client=client, reason=why)
+
+        self.acceptor = handshake.TlsAcceptor(server, context, refused)
+
+    async def start(self) -> None:
+        """TCPSite.start with the acceptor as protocol factory and TLS left to it."""
+        await web.BaseSite.start(self)
+        self._server = await asyncio.get_running_loop().create_server(
+            self.acceptor, self._host, self._port, backlog=self._backlog,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        self._bound_port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self.acceptor.close()
+        await super().stop()
+
+
 def remove_stale_socket(path: str) -> None:
     """Remove a socket file nobody listens on; refuse to touch a live socket or a non-socket."""
     try:
@@ -571,7 +636,9 @@ async def serve(
         _restrict_socket(socket_path, socket_mode, socket_group)
         if tcp:
             host, port = _split_host_port(tcp)
-            await web.TCPSite(runner, host, port, ssl_context=tcp_ssl, backlog=LISTEN_BACKLOG).start()
+            site = (_TlsSite(runner, host, port, tcp_ssl, app[RECORDER_KEY]) if tcp_ssl else
+                    web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG))
+            await site.start()
     except BaseException:
         await runner.cleanup()
         raise

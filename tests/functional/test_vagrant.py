@@ -70,7 +70,7 @@ def provision_fleet(root: Path, **inputs: str) -> subprocess.CompletedProcess[st
 
 def test_provision_fleet_writes_what_its_inputs_say(tmp_path: Path):
     (tmp_path / "etc" / "fleet").mkdir(parents=True)
-    for name in ("api.crt", "api.key", "api.token"):
+    for name in ("api.crt", "api.key", "api.token", "api-ca.crt"):
         (tmp_path / "etc" / "fleet" / name).write_text("x\n")
         (tmp_path / "etc" / "fleet" / name).chmod(0o644)
     proc = provision_fleet(
@@ -79,6 +79,7 @@ def test_provision_fleet_writes_what_its_inputs_say(tmp_path: Path):
         FLEET_MACHINE_ID="0123456789abcdef0123456789abcdef", FLEET_API_SOCKET_GROUP="fleet",
         FLEET_API_LISTEN="192.168.56.12:49153", FLEET_API_TLS_CERT="/etc/fleet/api.crt",
         FLEET_API_TLS_KEY="/etc/fleet/api.key", FLEET_API_TOKEN_FILE="/etc/fleet/api.token",
+        FLEET_API_TLS_CLIENT_CA="/etc/fleet/api-ca.crt", FLEET_API_AUTH="token/cert",
         FLEET_EXTRA_CONF="verbosity=1 engine_reconcile_interval=1",
         FLEET_PYTHON="/opt/fleetd/bin/python3")
     assert proc.returncode == 0, proc.stderr
@@ -89,6 +90,7 @@ def test_provision_fleet_writes_what_its_inputs_say(tmp_path: Path):
     assert (cfg.api_listen, cfg.api_socket_group) == ("192.168.56.12:49153", "fleet")
     assert (cfg.api_tls_cert_file, cfg.api_tls_key_file, cfg.api_token_file) == (
         "/etc/fleet/api.crt", "/etc/fleet/api.key", "/etc/fleet/api.token")
+    assert (cfg.api_tls_client_ca_file, cfg.api_auth) == ("/etc/fleet/api-ca.crt", "token/cert")
     assert (cfg.verbosity, cfg.engine_reconcile_interval) == (1, 1.0)
     for secret in ("api.key", "api.token"):  # fleetd refuses group/other-readable secrets
         assert stat.S_IMODE((tmp_path / "etc" / "fleet" / secret).stat().st_mode) == 0o600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -79,11 +80,22 @@ def test_scheduling_keys() -> None:
 
 # access keys (issue 5) -----------------------------------------------------------------------
 
+TLS = {"FLEET_API_TLS_CERT_FILE": "/c.pem", "FLEET_API_TLS_KEY_FILE": "/k.pem"}
+CLIENT_CA = {"FLEET_API_TLS_CLIENT_CA_FILE": "/ca.pem"}
+
 
 @pytest.mark.parametrize(("env", "keys"), [
     ({"FLEET_API_TLS_CERT_FILE": "/c.pem"}, "api_tls_cert_file and api_tls_key_file"),
     ({"FLEET_API_TLS_KEY_FILE": "/k.pem"}, "api_tls_cert_file and api_tls_key_file"),
     ({"FLEET_API_TLS_CLIENT_CA_FILE": "/ca.pem"}, "api_tls_client_ca_file needs"),
+    ({"FLEET_API_AUTH": "certificate"}, "invalid value for api_auth: .*'certificate' is not one "
+                                        "of token, cert, token\\+cert, token/cert"),
+    *(({**TLS, "FLEET_API_AUTH": mode}, re.escape(f"api_auth={mode} needs api_tls_client_ca_file"))
+      for mode in ("cert", "token+cert", "token/cert")),
+    *(({**TLS, **CLIENT_CA, "FLEET_API_AUTH": mode}, re.escape(f"api_auth={mode} needs api_token_file"))
+      for mode in ("token+cert", "token/cert")),
+    ({**TLS, **CLIENT_CA, "FLEET_API_AUTH": "cert", "FLEET_API_TOKEN_FILE": "/t"},
+     "api_auth=cert checks no token: remove api_token_file"),
     ({"FLEET_ETCD_SERVERS": "https://e:2379", "FLEET_ETCD_CERTFILE": "/c.pem"},
      "etcd_certfile and etcd_keyfile"),
     ({"FLEET_ETCD_CAFILE": "/ca.pem"}, "etcd_servers has http:// URLs"),
@@ -106,6 +118,14 @@ def test_etcd_tls_and_auth_keys_with_https_servers() -> None:
     assert cfg.etcd_servers == ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
     assert (cfg.etcd_cafile, cfg.etcd_username) == ("/etc/fleet/ca.pem", "fleet")
     assert ignored == []
+
+
+@pytest.mark.parametrize(("mode", "token"), [
+    ("token", True), ("cert", False), ("token+cert", True), ("token/cert", True)])
+def test_every_api_auth_mode_loads_with_what_it_needs(mode: str, token: bool) -> None:
+    env = {**TLS, **CLIENT_CA, "FLEET_API_AUTH": mode, **({"FLEET_API_TOKEN_FILE": "/t"} if token else {})}
+    assert load_config(None, env)[0].api_auth == mode
+    assert load_config(None, {})[0].api_auth == "token"
 
 
 def test_api_tls_and_token_keys(tmp_path: Path) -> None:
