@@ -99,6 +99,8 @@ async def run(cfg: FleetConfig) -> None:
     tcp = access.tcp_access(cfg)  # refuses an unprotected TCP listener before anything starts
     for warning in tcp.warnings if tcp else ():
         log.warning(warning)
+    for warning in access.etcd_warnings(cfg):  # refuses plain http:// etcd unless etcd_insecure
+        log.error(warning)
     before, after = raise_open_files()
     log.info("open files limit", soft=after, was=before)
     machine = local_machine(cfg)
@@ -115,16 +117,19 @@ async def run(cfg: FleetConfig) -> None:
     await systemd.connect()
     node = assemble(registry, systemd, machine, agent_ttl=cfg.agent_ttl,
                     reconcile_interval=cfg.engine_reconcile_interval,
-                    run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy,
+                    run_engine="engine" in cfg.roles and not cfg.disable_engine,
+                    policy=cfg.scheduler_policy,
                     fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics)
     app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
                    relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render,
                    recorder=metrics)
-    runner = await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
-                         tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
+    runner = (await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
+                          tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
+              if "api" in cfg.roles else None)  # an agent-only host's etcd user could not serve it
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,
              cpu=machine.capacity.cpu, memory=machine.capacity.memory, policy=cfg.scheduler_policy,
-             engine=node.engine is not None, api=cfg.api_socket)
+             roles=",".join(cfg.roles), engine=node.engine is not None,
+             api=cfg.api_socket if runner else "not served (roles has no api)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -171,7 +176,8 @@ async def _shutdown(cfg: FleetConfig, node: Node, systemd: UnitManager, runner: 
         with contextlib.suppress(FleetError, OSError):
             await node.heart.revoke()
             log.info("machine lease revoked: leaving the cluster")
-    await runner.cleanup()
+    if runner is not None:
+        await runner.cleanup()
     with contextlib.suppress(FleetError, OSError):
         await systemd.close()
         await kv.close()

@@ -7,7 +7,10 @@ Owns the rules, not the transport (`fleetd.api.http` applies them):
   it would travel in clear, and fleetctl sends tokens to https endpoints only);
 - TCP requests carry `Authorization: Bearer <token>`, compared in constant time;
 - secret files (api_token_file, etcd_password_file) must not be readable or writable by group
-  or others (like ssh's private keys): fleetd refuses to start otherwise.
+  or others (like ssh's private keys): fleetd refuses to start otherwise;
+- etcd is reached over TLS (https:// URLs): plain http:// is refused unless etcd_insecure=true,
+  which is loudly warned about at every start, and so is a fleetd that shows etcd no
+  credentials (no etcd_username, no client certificate).
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ SOCKET_MODE = 0o660
 REALM = 'Bearer realm="fleetd"'
 INSECURE_WARNING = ("api_insecure_tcp=true: the TCP API at {listen} has NO TLS and NO token: "
                     "anyone who can reach it controls the cluster (trusted networks only)")
+
+ETCD_INSECURE_WARNING = ("etcd_insecure=true: fleetd talks to etcd over plain http:// ({servers}): "
+                         "anyone on the network path can read the registry, steal etcd credentials "
+                         "and, through them, run commands as root on every host")
+ETCD_ANONYMOUS_WARNING = ("fleetd shows etcd no credentials (neither etcd_username nor etcd_certfile): "
+                          "an etcd that lets it in lets in anyone who reaches it")
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,21 @@ def tcp_access(cfg: FleetConfig) -> TcpAccess | None:
     token = read_secret(cfg.api_token_file, "api_token_file") if cfg.api_token_file else None
     warnings = () if secured else (INSECURE_WARNING.format(listen=cfg.api_listen),)
     return TcpAccess(tls, token, warnings)
+
+
+def etcd_warnings(cfg: FleetConfig) -> tuple[str, ...]:
+    """What to warn about in how fleetd reaches etcd; ConfigError for plain http:// URLs unless
+    etcd_insecure (TLS is the default, as in the local and Vagrant clusters)."""
+    plain = [url for url in cfg.etcd_servers if url.startswith("http://")]
+    if plain and not cfg.etcd_insecure:
+        raise ConfigError(
+            f"etcd_servers has plain http:// URLs ({', '.join(plain)}): use https:// with "
+            "etcd_cafile and etcd credentials (etcd_username + etcd_password_file), or set "
+            "etcd_insecure=true to accept a plain etcd (trusted networks only)")
+    warnings = [ETCD_INSECURE_WARNING.format(servers=", ".join(plain))] if plain else []
+    if not (cfg.etcd_username or cfg.etcd_certfile):
+        warnings.append(ETCD_ANONYMOUS_WARNING)
+    return tuple(warnings)
 
 
 def bearer_ok(header: str | None, token: str) -> bool:
