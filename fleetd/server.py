@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from fleetd.api.http import make_app, serve
 from fleetd.api.relay import Relay
 from fleetd.config import FleetConfig
 from fleetd.engine.reconciler import Engine
-from fleetd.errors import FleetError
+from fleetd.errors import ConfigError, FleetError
 from fleetd.limits import raise_open_files
 from fleetd.logs import get_logger
 from fleetd.loop import spawn
@@ -41,6 +42,7 @@ from fleetd.notify import watchdog
 from fleetd.observe import Recorder
 from fleetd.registry.etcd import EtcdAuth, EtcdKV, TLSFiles
 from fleetd.registry.keys import Keys, normalize_prefix
+from fleetd.registry.permissions import grants
 from fleetd.registry.store import Registry
 from fleetd.systemd.base import UnitManager
 from fleetd.systemd.dbus import DbusUnitManager
@@ -93,6 +95,33 @@ def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agen
                 executor=Executor(registry, machine.id, lambda: heart.lease))
 
 
+def etcd_client(cfg: FleetConfig, recorder: Recorder | None = None) -> EtcdKV:
+    """The etcd client the configuration describes (TLS files, user and password)."""
+    etcd_tls = (TLSFiles(ca=cfg.etcd_cafile or None, cert=cfg.etcd_certfile or None,
+                         key=cfg.etcd_keyfile or None) if cfg.etcd_cafile or cfg.etcd_certfile else None)
+    password = (access.read_secret(cfg.etcd_password_file, "etcd_password_file", one_word=False)
+                if cfg.etcd_password_file else cfg.etcd_password)
+    return EtcdKV(cfg.etcd_servers, request_timeout=cfg.etcd_request_timeout, tls=etcd_tls,
+                  auth=EtcdAuth(cfg.etcd_username, password) if cfg.etcd_username else None,
+                  recorder=recorder)
+
+
+async def etcd_setup(cfg: FleetConfig, user: str, password_file: str, machine_id: str) -> str:
+    """`fleetd etcd-setup`: give `user` the grants of `cfg.roles` for `machine_id`; a summary."""
+    access.etcd_warnings(cfg)
+    if not re.fullmatch(r"[0-9a-f]{32}", machine_id):
+        raise ConfigError(f"--machine {machine_id!r} is not a machine id (32 lowercase hex digits)")
+    password = access.read_secret(password_file, "--password-file", one_word=False)
+    found = grants(Keys(normalize_prefix(cfg.etcd_key_prefix)), cfg.roles, machine_id)
+    kv = etcd_client(cfg)
+    try:
+        await kv.set_user(user, password, found)
+    finally:
+        await kv.close()
+    return (f"etcd user {user}: roles {','.join(cfg.roles)} for machine {machine_id}: "
+            + ", ".join(f"{g.access} {g.key}{'*' if g.prefix else ''}" for g in found))
+
+
 async def run(cfg: FleetConfig) -> None:
     """Run fleetd until a signal or a fatal error."""
     log = get_logger("server")
@@ -104,14 +133,8 @@ async def run(cfg: FleetConfig) -> None:
     before, after = raise_open_files()
     log.info("open files limit", soft=after, was=before)
     machine = local_machine(cfg)
-    etcd_tls = (TLSFiles(ca=cfg.etcd_cafile or None, cert=cfg.etcd_certfile or None,
-                         key=cfg.etcd_keyfile or None) if cfg.etcd_cafile or cfg.etcd_certfile else None)
-    password = (access.read_secret(cfg.etcd_password_file, "etcd_password_file", one_word=False)
-                if cfg.etcd_password_file else cfg.etcd_password)
     metrics = Metrics()
-    kv = EtcdKV(cfg.etcd_servers, request_timeout=cfg.etcd_request_timeout, tls=etcd_tls,
-                auth=EtcdAuth(cfg.etcd_username, password) if cfg.etcd_username else None,
-                recorder=metrics)
+    kv = etcd_client(cfg, metrics)
     registry = Registry(kv, Keys(normalize_prefix(cfg.etcd_key_prefix)))
     systemd = DbusUnitManager(bus_address=cfg.systemd_bus, units_directory=cfg.units_directory)
     await systemd.connect()

@@ -304,7 +304,8 @@ class LocalCluster:
     def etcd_thaw(self, n: int) -> None:
         self.run_tool("etcd-thaw", str(n), timeout=30)
 
-    def etcdctl(self, *args: str, timeout: float = 10, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def etcdctl(self, *args: str, timeout: float = 10,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
         """etcdctl (v3 API) against every member, as etcd's root user over TLS when the
         cluster's etcd has them (the tool keeps the CA and root's password in its state)."""
         cmd = ["etcdctl", f"--endpoints={','.join(self.etcd_endpoints)}", "--command-timeout=3s",

@@ -356,7 +356,8 @@ def test_plain_http_etcd_is_refused_without_etcd_insecure() -> None:
         access.etcd_warnings(FleetConfig())
 
 
-def test_fleetd_with_a_plain_etcd_exits_1_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fleetd_with_a_plain_etcd_exits_1_naming_the_flag(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     conf = tmp_path / "fleet.conf"
     conf.write_text("etcd_servers=http://127.0.0.1:1\nmachine_id_file=/nonexistent\n")
     assert fleetd_cli.main(["--config", str(conf)]) == 1
