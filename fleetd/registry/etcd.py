@@ -299,8 +299,16 @@ class EtcdKV:
             if self._credentials is None:
                 self._chan = grpc.aio.insecure_channel(self.target, options=options)
             else:
-                self._chan = grpc.aio.secure_channel(self.target, self._credentials, options)
+                self._chan = grpc.aio.secure_channel(self.target, self._credentials,
+                                                     [*options, *self._tls_name()])
         return self._chan
+
+    def _tls_name(self) -> list[tuple[str, str]]:
+        """The name every member's certificate is checked against: TLSFiles.server_name, else
+        the host of the first endpoint (a multi-address target has no name of its own)."""
+        if "grpc.ssl_target_name_override" in self._options:
+            return []
+        return [("grpc.ssl_target_name_override", _split_endpoint(self.endpoints[0])[1])]
 
     async def _md(self, *extra: tuple[str, str]) -> Metadata:
         """Call metadata: `extra` plus, with auth, the token (authenticating once if needed)."""

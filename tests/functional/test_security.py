@@ -51,9 +51,6 @@ class Payload:
         self.writes = [(KEYS.file(unit_file.hash), unit_file.serialize()),
                        (KEYS.unit(self.name), record), (KEYS.global_unit(self.name), record)]
 
-    def keys(self) -> list[str]:
-        return [key for key, _ in self.writes]
-
 
 def host_etcdctl(lc: LocalCluster, host: str, *args: str, user: tuple[str, ...] = NOBODY,
                  endpoints: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -63,9 +60,9 @@ def host_etcdctl(lc: LocalCluster, host: str, *args: str, user: tuple[str, ...] 
                         "--dial-timeout=2s", "--command-timeout=3s", *args, check=False, timeout=30)
 
 
-def stored(lc: LocalCluster, keys: list[str]) -> list[str]:
-    """Which of `keys` etcd holds (asked as root)."""
-    return [k for k in keys if lc.etcdctl("get", "--keys-only", k).stdout.strip()]
+def stored(lc: LocalCluster, writes: list[tuple[str, str]]) -> list[str]:
+    """Which of the (key, value) `writes` etcd holds (asked as root)."""
+    return [k for k, v in writes if lc.etcdctl("get", "--print-value-only", k).stdout.strip() == v]
 
 
 def ran_anywhere(lc: LocalCluster, payload: Payload) -> list[str]:
@@ -105,7 +102,7 @@ def test_an_unprivileged_user_without_credentials_writes_nothing(cluster: LocalC
         for secret in ("/etc/fleet/etcd.password", "/etc/fleet/etcd-units.env", "/etc/fleet/api.token"):
             read = cluster.host_exec(host, *NOBODY, "cat", secret, check=False)
             assert read.returncode != 0 and "Permission denied" in read.stderr, (host, secret)
-    assert stored(cluster, payload.keys()) == []
+    assert stored(cluster, payload.writes) == []
     assert probes.wait_real_leader(cluster, 1) is not None  # the real leader key is untouched
     assert ran_anywhere(cluster, payload) == []
 
@@ -122,7 +119,7 @@ def test_an_agent_only_hosts_credentials_write_only_its_own_reports(
     for key, value in forbidden:
         refused = host_etcdctl(cluster, "h3", *as_agent, "put", key, value, user=())
         assert refused.returncode != 0 and "permission denied" in refused.stderr, (key, refused)
-    assert stored(cluster, [k for k, _ in forbidden if k != KEYS.leader]) == []
+    assert stored(cluster, forbidden) == []
     own = KEYS.state("sec-probe.service", cluster.machine_id("h3"))
     assert host_etcdctl(cluster, "h3", *as_agent, "put", own, "{}", user=()).returncode == 0
     assert host_etcdctl(cluster, "h3", *as_agent, "del", own, user=()).returncode == 0
