@@ -19,7 +19,8 @@ from fleetd.errors import ConfigError
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="fleetd", description="fleetd: the per-host daemon of a fleet cluster (agent, engine, API).")
+        prog="fleetd", description="fleetd: the per-host daemon of a fleet cluster (agent, engine, API).",
+        epilog="`fleetd etcd-setup --help`: make a host's etcd user for its roles (operators).")
     parser.add_argument("--config", metavar="PATH",
                         help="config file (default /etc/fleet/fleet.conf if present); "
                              "FLEET_<KEY> environment variables override it")
