@@ -1,4 +1,7 @@
-"""`fleetd` command line: parse flags, load configuration, configure logging, run the server."""
+"""`fleetd` command line: parse flags, load configuration, configure logging, run the server.
+
+`fleetd etcd-setup` (an operator's command, run with etcd's root user) creates or updates the
+etcd user of one host with the permissions of its roles (`fleetd.registry.permissions`)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import os
 import sys
 
 from fleetd import __version__
@@ -15,7 +19,8 @@ from fleetd.errors import ConfigError
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="fleetd", description="fleetd: the per-host daemon of a fleet cluster (agent, engine, API).")
+        prog="fleetd", description="fleetd: the per-host daemon of a fleet cluster (agent, engine, API).",
+        epilog="`fleetd etcd-setup --help`: make a host's etcd user for its roles (operators).")
     parser.add_argument("--config", metavar="PATH",
                         help="config file (default /etc/fleet/fleet.conf if present); "
                              "FLEET_<KEY> environment variables override it")
@@ -27,8 +32,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def parse_setup_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="fleetd etcd-setup",
+        description="Create or update the etcd user of one host, with exactly the permissions its "
+                    "roles need. Connects as the configuration says (etcd_servers, TLS files, "
+                    "etcd_key_prefix), as etcd_username, which must hold etcd's root role here: "
+                    "e.g. FLEET_ETCD_USERNAME=root FLEET_ETCD_PASSWORD_FILE=/root/etcd-root fleetd "
+                    "etcd-setup ...")
+    parser.add_argument("--config", metavar="PATH", help="config file, as for fleetd")
+    parser.add_argument("--user", required=True, help="the host's etcd user (its etcd_username)")
+    parser.add_argument("--password-file", required=True, metavar="PATH",
+                        help="the user's password (mode 0600; the host's etcd_password_file)")
+    parser.add_argument("--machine", required=True, metavar="ID",
+                        help="the host's machine id (/etc/machine-id on the host)")
+    parser.add_argument("--roles", default="agent,engine,api",
+                        help="the host's roles, as in its fleet.conf (default: agent,engine,api)")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["etcd-setup"]:
+        return _etcd_setup(parse_setup_args(argv[1:]))
+    args = parse_args(argv)
     if args.extra == ["version"]:
         print(f"fleetd version {__version__}")
         return 0
@@ -52,6 +79,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    return 0
+
+
+def _etcd_setup(args: argparse.Namespace) -> int:
+    from fleetd import server  # deferred: imports the I/O libraries
+    from fleetd.errors import FleetError
+
+    try:
+        cfg, _ = load_config(args.config, {**os.environ, "FLEET_ROLES": args.roles})
+        print(asyncio.run(server.etcd_setup(cfg, args.user, args.password_file, args.machine)))
+    except ConfigError as exc:
+        print(f"fleetd etcd-setup: {exc}", file=sys.stderr)
+        return 1
+    except FleetError as exc:
+        print(f"fleetd etcd-setup: etcd refused or failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

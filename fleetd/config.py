@@ -25,6 +25,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 # api_auth: what a TCP API request must prove (fleetd.api.access applies it)
 API_AUTH_MODES = ("token", "cert", "token+cert", "token/cert")
 CERT_MODES = ("cert", "token+cert", "token/cert")  # the ones a client certificate takes part in
+ROLES = ("agent", "engine", "api")  # what a host does; each needs its own etcd permissions
 
 
 def parse_duration(text: str | float) -> float:
@@ -86,6 +87,8 @@ class FleetConfig(BaseModel):
     etcd_username: str = ""
     etcd_password: str = ""
     etcd_password_file: str = ""
+    etcd_insecure: bool = False  # accept plain http:// etcd URLs (fleetd warns at every start)
+    roles: list[str] = Field(default_factory=lambda: list(ROLES))
     systemd_bus: str = "unix:path=/run/dbus/system_bus_socket"
     machine_id_file: str = "/etc/machine-id"
     stop_units_on_shutdown: bool = False
@@ -93,7 +96,7 @@ class FleetConfig(BaseModel):
     capacity_cpu: float = Field(default=0.0, ge=0)
     capacity_memory: str = ""
 
-    _lists = field_validator("etcd_servers", mode="before")(parse_list)
+    _lists = field_validator("etcd_servers", "roles", mode="before")(parse_list)
     _meta = field_validator("metadata", mode="before")(parse_metadata)
 
     @field_validator("agent_ttl", "fence_grace", "engine_reconcile_interval", "etcd_request_timeout",
@@ -111,6 +114,16 @@ class FleetConfig(BaseModel):
         if not servers:
             raise ValueError("at least one etcd server is needed")
         return servers
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, roles: list[str]) -> list[str]:
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise ValueError(f"unknown role(s) {', '.join(unknown)}: use agent, engine, api")
+        if "agent" not in roles:
+            raise ValueError("every fleetd runs the agent: roles must include agent")
+        return [r for r in ROLES if r in roles]
 
     @field_validator("scheduler_policy")
     @classmethod

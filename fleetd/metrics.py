@@ -29,7 +29,7 @@ PASS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 ETCD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 ETCD_OPS = ("get", "range", "put", "delete", "txn", "lease", "watch", "compact")
 AGENT_TASKS = ("unload", "load", "reload", "stop", "start")
-ENGINE_FAILURES = ("etcd_unavailable", "leadership_lost")
+ENGINE_FAILURES = ("etcd_unavailable", "leadership_lost", "forged_leader")
 
 
 class Metrics:

@@ -67,7 +67,8 @@ class Recorder(Protocol):
         category (pending: every unit pending after this pass)."""
 
     def engine_failure(self, reason: str) -> None:
-        """A pass or leadership session failed: `etcd_unavailable` or `leadership_lost`."""
+        """A pass or leadership session failed: `etcd_unavailable`, `leadership_lost`, or
+        `forged_leader` (a candidate found a forged leader key and deleted it)."""
 
     def etcd_request(self, op: str, seconds: float | None, error: str | None) -> None:
         """One etcd call of kind `op`; `seconds` None for calls that wait by design (watch

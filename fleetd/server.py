@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from fleetd.api.http import make_app, serve
 from fleetd.api.relay import Relay
 from fleetd.config import FleetConfig
 from fleetd.engine.reconciler import Engine
-from fleetd.errors import FleetError
+from fleetd.errors import ConfigError, FleetError
 from fleetd.limits import raise_open_files
 from fleetd.logs import get_logger
 from fleetd.loop import spawn
@@ -41,6 +42,7 @@ from fleetd.notify import watchdog
 from fleetd.observe import Recorder
 from fleetd.registry.etcd import EtcdAuth, EtcdKV, TLSFiles
 from fleetd.registry.keys import Keys, normalize_prefix
+from fleetd.registry.permissions import grants
 from fleetd.registry.store import Registry
 from fleetd.systemd.base import UnitManager
 from fleetd.systemd.dbus import DbusUnitManager
@@ -93,39 +95,65 @@ def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agen
                 executor=Executor(registry, machine.id, lambda: heart.lease))
 
 
+def etcd_client(cfg: FleetConfig, recorder: Recorder | None = None) -> EtcdKV:
+    """The etcd client the configuration describes (TLS files, user and password)."""
+    etcd_tls = (TLSFiles(ca=cfg.etcd_cafile or None, cert=cfg.etcd_certfile or None,
+                         key=cfg.etcd_keyfile or None) if cfg.etcd_cafile or cfg.etcd_certfile else None)
+    password = (access.read_secret(cfg.etcd_password_file, "etcd_password_file", one_word=False)
+                if cfg.etcd_password_file else cfg.etcd_password)
+    return EtcdKV(cfg.etcd_servers, request_timeout=cfg.etcd_request_timeout, tls=etcd_tls,
+                  auth=EtcdAuth(cfg.etcd_username, password) if cfg.etcd_username else None,
+                  recorder=recorder)
+
+
+async def etcd_setup(cfg: FleetConfig, user: str, password_file: str, machine_id: str) -> str:
+    """`fleetd etcd-setup`: give `user` the grants of `cfg.roles` for `machine_id`; a summary."""
+    access.etcd_warnings(cfg)
+    if not re.fullmatch(r"[0-9a-f]{32}", machine_id):
+        raise ConfigError(f"--machine {machine_id!r} is not a machine id (32 lowercase hex digits)")
+    password = access.read_secret(password_file, "--password-file", one_word=False)
+    found = grants(Keys(normalize_prefix(cfg.etcd_key_prefix)), cfg.roles, machine_id)
+    kv = etcd_client(cfg)
+    try:
+        await kv.set_user(user, password, found)
+    finally:
+        await kv.close()
+    return (f"etcd user {user}: roles {','.join(cfg.roles)} for machine {machine_id}: "
+            + ", ".join(f"{g.access} {g.key}{'*' if g.prefix else ''}" for g in found))
+
+
 async def run(cfg: FleetConfig) -> None:
     """Run fleetd until a signal or a fatal error."""
     log = get_logger("server")
     tcp = access.tcp_access(cfg)  # refuses an unprotected TCP listener before anything starts
     for warning in tcp.warnings if tcp else ():
         log.warning(warning)
+    for warning in access.etcd_warnings(cfg):  # refuses plain http:// etcd unless etcd_insecure
+        log.error(warning)
     before, after = raise_open_files()
     log.info("open files limit", soft=after, was=before)
     machine = local_machine(cfg)
-    etcd_tls = (TLSFiles(ca=cfg.etcd_cafile or None, cert=cfg.etcd_certfile or None,
-                         key=cfg.etcd_keyfile or None) if cfg.etcd_cafile or cfg.etcd_certfile else None)
-    password = (access.read_secret(cfg.etcd_password_file, "etcd_password_file", one_word=False)
-                if cfg.etcd_password_file else cfg.etcd_password)
     metrics = Metrics()
-    kv = EtcdKV(cfg.etcd_servers, request_timeout=cfg.etcd_request_timeout, tls=etcd_tls,
-                auth=EtcdAuth(cfg.etcd_username, password) if cfg.etcd_username else None,
-                recorder=metrics)
+    kv = etcd_client(cfg, metrics)
     registry = Registry(kv, Keys(normalize_prefix(cfg.etcd_key_prefix)))
     systemd = DbusUnitManager(bus_address=cfg.systemd_bus, units_directory=cfg.units_directory)
     await systemd.connect()
     node = assemble(registry, systemd, machine, agent_ttl=cfg.agent_ttl,
                     reconcile_interval=cfg.engine_reconcile_interval,
-                    run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy,
+                    run_engine="engine" in cfg.roles and not cfg.disable_engine,
+                    policy=cfg.scheduler_policy,
                     fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics)
     app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
                    tcp_auth=tcp.auth if tcp else "token",
                    relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render,
                    recorder=metrics)
-    runner = await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
-                         tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
+    runner = (await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
+                          tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
+              if "api" in cfg.roles else None)  # an agent-only host's etcd user could not serve it
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,
              cpu=machine.capacity.cpu, memory=machine.capacity.memory, policy=cfg.scheduler_policy,
-             engine=node.engine is not None, api=cfg.api_socket,
+             roles=",".join(cfg.roles), engine=node.engine is not None,
+             api=cfg.api_socket if runner else "not served (roles has no api)",
              **({"tcp": cfg.api_listen, "tcp_auth": tcp.auth} if tcp else {}))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -173,7 +201,8 @@ async def _shutdown(cfg: FleetConfig, node: Node, systemd: UnitManager, runner: 
         with contextlib.suppress(FleetError, OSError):
             await node.heart.revoke()
             log.info("machine lease revoked: leaving the cluster")
-    await runner.cleanup()
+    if runner is not None:
+        await runner.cleanup()
     with contextlib.suppress(FleetError, OSError):
         await systemd.close()
         await kv.close()

@@ -304,10 +304,21 @@ class LocalCluster:
     def etcd_thaw(self, n: int) -> None:
         self.run_tool("etcd-thaw", str(n), timeout=30)
 
-    def etcdctl(self, *args: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
-        """etcdctl (v3 API) against every member."""
-        cmd = ["etcdctl", f"--endpoints={','.join(self.etcd_endpoints)}", "--command-timeout=3s", *args]
-        return _run(cmd, check=True, timeout=timeout, env={"ETCDCTL_API": "3"})
+    def etcdctl(self, *args: str, timeout: float = 10,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        """etcdctl (v3 API) against every member, as etcd's root user over TLS when the
+        cluster's etcd has them (the tool keeps the CA and root's password in its state)."""
+        cmd = ["etcdctl", f"--endpoints={','.join(self.etcd_endpoints)}", "--command-timeout=3s",
+               *self.etcd_admin_flags(), *args]
+        return _run(cmd, check=check, timeout=timeout, env={"ETCDCTL_API": "3"})
+
+    def etcd_admin_flags(self) -> list[str]:
+        """etcdctl's TLS and root-user flags for this cluster's etcd (none for a plain one)."""
+        pki = self.state / "etcd-pki"
+        if not (pki / "ca.crt").is_file():
+            return []
+        password = (pki / "root.password").read_text().strip()
+        return [f"--cacert={pki / 'ca.crt'}", f"--user=root:{password}"]
 
     def cut(self, name: str) -> None:
         """Take the host's network link down: it can reach nothing, nothing can reach it."""

@@ -8,6 +8,7 @@ the keys under `<prefix>alarms/` are counted too.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -25,6 +26,21 @@ def engine_leader(lc: LocalCluster) -> str | None:
     out = lc.etcdctl("get", "--print-value-only", f"{PREFIX}leader").stdout.strip()
     by_id = {lc.machine_id(h): h for h in lc.hosts()}
     return by_id.get(out.strip('"'))
+
+
+def wait_real_leader(lc: LocalCluster, timeout: float) -> str | None:
+    """Until the leader key names a cluster host and sits on a lease; that host (None on timeout)."""
+    deadline = time.monotonic() + timeout
+    by_id = {lc.machine_id(h): h for h in lc.hosts()}
+    while time.monotonic() < deadline:
+        out = lc.etcdctl("get", "-w", "json", f"{PREFIX}leader", check=False).stdout
+        kvs = json.loads(out or "{}").get("kvs", []) if out.strip().startswith("{") else []
+        if kvs and kvs[0].get("lease"):
+            host = by_id.get(base64.b64decode(kvs[0]["value"]).decode())
+            if host is not None:
+                return host
+        time.sleep(0.1)
+    return None
 
 
 def lease_ttl(lc: LocalCluster, host: str) -> float:

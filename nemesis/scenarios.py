@@ -199,6 +199,22 @@ def restart_during_start(run: Run) -> None:
         run.healed()
 
 
+def forged_leader(run: Run) -> None:
+    """Overwrite the leader key with a lease-less value (issue 17's attack), submit a unit at
+    once; time until a real leader holds the key again and until the unit runs."""
+    t0 = time.monotonic()
+    run.lc.etcdctl("put", f"{probes.PREFIX}leader", "intruder")
+    unit, t1 = _new_unit(run, run.api(), "afterforgery")
+    leader = probes.wait_real_leader(run.lc, run.ttl + 5)
+    run.figures["replaced_s"] = None if leader is None else round(time.monotonic() - t0, 2)
+    run.figures["target_s"] = run.ttl
+    took = probes.wait_running(run.lc, unit, t1, run.ttl + 20)
+    run.figures["schedule_s"] = None if took is None else round(took, 2)
+    if leader is None:
+        run.violations.append(f"the forged leader key still stood {run.ttl + 5} s later")
+    run.healed()
+
+
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "power-off": power_off,
     "cut-network": cut_network,
@@ -208,4 +224,5 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "sigstop-etcd-member": sigstop_etcd_member,
     "brake": brake,
     "restart-during-start": restart_during_start,
+    "forged-leader": forged_leader,
 }

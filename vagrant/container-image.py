@@ -34,7 +34,7 @@ from pathlib import Path
 IMAGE = "localhost/fleet-demo:latest"
 APPLETS = ("sh", "httpd", "wget", "base64", "sed", "grep", "cut", "tr", "printf", "echo",
            "sleep", "cat", "mkdir", "kill", "hostname", "ls", "env", "true", "false", "test",
-           "timeout")
+           "timeout", "ssl_client")  # ssl_client: wget's TLS for https:// etcd URLs
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"  # uncompressed: quicker to make and load
@@ -61,7 +61,8 @@ WEB_CHECK = """#!/bin/sh
 # web-check PREFIX [SECONDS]: discovery from inside a container. Reads every endpoint record
 # fleetd publishes for the units whose name starts with PREFIX (etcd key
 # ${FLEET_ETCD_PREFIX}endpoints/<unit>/<machine>, JSON) through etcd's HTTP gateway at the
-# first of FLEET_ETCD_ENDPOINTS that answers, calls http://IP:PORT/ of each, and prints
+# first of FLEET_ETCD_ENDPOINTS that answers (https:// too; as etcd user FLEET_ETCD_USER with
+# FLEET_ETCD_PASSWORD when they are set), calls http://IP:PORT/ of each, and prints
 #   web-check: <unit> at <ip>:<port> says: <body>       (or: ... did not answer)
 #   web-check: <n> endpoint(s), <m> answered
 # With SECONDS, does it again every SECONDS seconds until SIGTERM. (`timeout`, not wget's own
@@ -72,10 +73,24 @@ every=${2:-}
 b64() { printf "$1" | base64 | tr -d '\\n'; }
 field() { sed -n "s/.*\\"$1\\":\\"\\{0,1\\}\\([^\\",}]*\\).*/\\1/p"; }
 
+post() {  # post URL DATA [TOKEN]: busybox wget checks no certificate, so none is given
+  if [ -n "${3:-}" ]; then
+    timeout 3 wget -q -O- --no-check-certificate --header "Authorization: $3" --post-data "$2" "$1"
+  else
+    timeout 3 wget -q -O- --no-check-certificate --post-data "$2" "$1"
+  fi
+}
+
+token() {  # an etcd auth token for FLEET_ETCD_USER at endpoint $1 (nothing without a user)
+  [ -n "${FLEET_ETCD_USER:-}" ] || return 0
+  post "$1/v3/auth/authenticate" \
+    "{\\"name\\":\\"$FLEET_ETCD_USER\\",\\"password\\":\\"${FLEET_ETCD_PASSWORD:-}\\"}" | field token
+}
+
 records() {
   body="{\\"key\\":\\"$(b64 "$prefix")\\",\\"range_end\\":\\"$(b64 "$prefix\\\\377")\\"}"
   for ep in $(echo "${FLEET_ETCD_ENDPOINTS:-http://127.0.0.1:2379}" | tr ',' ' '); do
-    out=$(timeout 3 wget -q -O- --post-data "$body" "$ep/v3/kv/range") || continue
+    out=$(post "$ep/v3/kv/range" "$body" "$(token "$ep")") || continue
     echo "$out" | grep -o '"value":"[^"]*"' | cut -d'"' -f4 |
       while read -r v; do echo "$v" | base64 -d; echo; done
     return 0

@@ -32,6 +32,12 @@
 #   FLEET_API_TLS_CLIENT_CA, FLEET_API_AUTH
 #                         its client CA and api_auth (token, cert, token+cert, token/cert)
 #   FLEET_API_SOCKET_GROUP  group that may use /run/fleet.sock (optional)
+#   FLEET_ETCD_CAFILE, FLEET_ETCD_USERNAME, FLEET_ETCD_PASSWORD_FILE
+#                         etcd's CA and this host's etcd user (paths on the host; the password
+#                         file is chmod 0600; the user is made by `fleetd etcd-setup`)
+#   FLEET_ETCD_INSECURE=1 accept plain http:// etcd URLs (etcd_insecure=true: fleetd warns at
+#                         every start; without it fleetd refuses them)
+#   FLEET_ROLES           the host's roles (default agent,engine,api)
 #   FLEET_EXTRA_CONF      more fleet.conf lines, separated by newlines or spaces (optional)
 #   FLEET_NO_START=1      write files only (no daemon-reload, start or restart; containers still
 #                         enables fleet-images.service); implied when DESTDIR is set
@@ -164,11 +170,20 @@ fleet_conf() {
     [ -z "${FLEET_API_TLS_CLIENT_CA:-}" ] || echo "api_tls_client_ca_file=$FLEET_API_TLS_CLIENT_CA"
     [ -z "${FLEET_API_AUTH:-}" ] || echo "api_auth=$FLEET_API_AUTH"
   fi
+  etcd_conf
   local line
   for line in ${FLEET_EXTRA_CONF:-}; do
     [[ $line == *=* ]] || die "FLEET_EXTRA_CONF: '$line' is not key=value"
     echo "$line"
   done
+}
+
+etcd_conf() {  # how fleetd reaches etcd: TLS, its user; or, said explicitly, plain http://
+  [ -z "${FLEET_ETCD_CAFILE:-}" ] || echo "etcd_cafile=$FLEET_ETCD_CAFILE"
+  [ -z "${FLEET_ETCD_USERNAME:-}" ] || echo "etcd_username=$FLEET_ETCD_USERNAME"
+  [ -z "${FLEET_ETCD_PASSWORD_FILE:-}" ] || echo "etcd_password_file=$FLEET_ETCD_PASSWORD_FILE"
+  [ "${FLEET_ETCD_INSECURE:-}" != 1 ] || echo "etcd_insecure=true"
+  [ -z "${FLEET_ROLES:-}" ] || echo "roles=$FLEET_ROLES"
 }
 
 fleet_environment() {
@@ -205,15 +220,25 @@ secret_modes() {  # fleetd refuses a key or token that group or others can read
   done
 }
 
+etcd_secret_mode() {
+  local f=${FLEET_ETCD_PASSWORD_FILE:-}
+  [ -z "$f" ] && return
+  [ -f "$DESTDIR$f" ] || die "$f does not exist on this host"
+  chmod 0600 "$DESTDIR$f"
+}
+
 stage_fleet() {
   need FLEET_ETCD_ENDPOINTS FLEET_PUBLIC_IP
   local etc="$DESTDIR/etc" unit="$DESTDIR/etc/systemd/system"
   [ -f "$HERE/fleet.service" ] || die "no fleet.service next to $0"
   mkdir -p "$etc/fleet" "$unit/fleet.service.d"
   [ -z "${FLEET_API_LISTEN:-}" ] || secret_modes
+  etcd_secret_mode
   fleet_conf >"$etc/fleet/fleet.conf.new"
   mv "$etc/fleet/fleet.conf.new" "$etc/fleet/fleet.conf"
   fleet_environment >"$etc/fleet/environment"
+  # the demo units' etcd credentials (vagrant/local-cluster writes them first): empty elsewhere
+  [ -e "$etc/fleet/etcd-units.env" ] || install -m 0600 /dev/null "$etc/fleet/etcd-units.env"
   chmod 0644 "$etc/fleet/fleet.conf" "$etc/fleet/environment"
   install -m 0644 "$HERE/fleet.service" "$unit/fleet.service"
   fleet_dropin >"$unit/fleet.service.d/10-provision.conf"

@@ -14,7 +14,10 @@ Owns the rules, not the transport (`fleetd.api.http` and `fleetd.api.handshake` 
 - `token` with api_tls_client_ca_file keeps what that pair meant before api_auth: the
   handshake demands a certificate signed by that CA, and the token is checked as well;
 - secret files (api_token_file, etcd_password_file) must not be readable or writable by group
-  or others (like ssh's private keys): fleetd refuses to start otherwise.
+  or others (like ssh's private keys): fleetd refuses to start otherwise;
+- etcd is reached over TLS (https:// URLs): plain http:// is refused unless etcd_insecure=true,
+  which is loudly warned about at every start, and so is a fleetd that shows etcd no
+  credentials (no etcd_username, no client certificate).
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ NO_CERTIFICATE = ("missing client certificate: present a certificate signed by t
                   "api_tls_client_ca_file (fleetctl --cert-file/--key-file)")
 # what a request's client certificate decides (`by_certificate`)
 ADMIT, ASK_TOKEN, REFUSE = "admit", "token", "refuse"
+
+ETCD_INSECURE_WARNING = ("etcd_insecure=true: fleetd talks to etcd over plain http:// ({servers}): "
+                         "anyone on the network path can read the registry, steal etcd credentials "
+                         "and, through them, run commands as root on every host")
+ETCD_ANONYMOUS_WARNING = ("fleetd shows etcd no credentials (neither etcd_username nor etcd_certfile): "
+                          "an etcd that lets it in lets in anyone who reaches it")
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,21 @@ def tcp_access(cfg: FleetConfig) -> TcpAccess | None:
     token = read_secret(cfg.api_token_file, "api_token_file") if cfg.api_token_file else None
     warnings = () if secured else (INSECURE_WARNING.format(listen=cfg.api_listen),)
     return TcpAccess(tls, token, warnings, cfg.api_auth)
+
+
+def etcd_warnings(cfg: FleetConfig) -> tuple[str, ...]:
+    """What to warn about in how fleetd reaches etcd; ConfigError for plain http:// URLs unless
+    etcd_insecure (TLS is the default, as in the local and Vagrant clusters)."""
+    plain = [url for url in cfg.etcd_servers if url.startswith("http://")]
+    if plain and not cfg.etcd_insecure:
+        raise ConfigError(
+            f"etcd_servers has plain http:// URLs ({', '.join(plain)}): use https:// with "
+            "etcd_cafile and etcd credentials (etcd_username + etcd_password_file), or set "
+            "etcd_insecure=true to accept a plain etcd (trusted networks only)")
+    warnings = [ETCD_INSECURE_WARNING.format(servers=", ".join(plain))] if plain else []
+    if not (cfg.etcd_username or cfg.etcd_certfile):
+        warnings.append(ETCD_ANONYMOUS_WARNING)
+    return tuple(warnings)
 
 
 def bearer_ok(header: str | None, token: str) -> bool:

@@ -1,7 +1,9 @@
 """The engine: leader election, then an in-memory model fed by watches -> schedule -> commit.
 
 Every fleetd without disable_engine runs one and watches only the leader key until it wins
-the campaign; it campaigns (one txn) only while that watch shows no leader. The leader then
+the campaign; it campaigns (one txn) only while that watch shows no leader, or a leader key
+that `fleetd.engine.election` finds forged (checked once per write of the key: two reads),
+which it deletes first and logs. The leader then
 reads machines/, assign/, pending/ and units/ in one txn (one consistent snapshot), follows
 each prefix with a watch from that revision on, and keeps `fleetd.engine.view.LeaderView` up
 to date from the events. A pass reads nothing from etcd (only
@@ -25,6 +27,7 @@ from typing import Protocol
 
 from fleetd.engine.departure_memory import Departures
 from fleetd.engine.departures import Holds, restrict
+from fleetd.engine.election import forged_because
 from fleetd.engine.scheduler import BINPACK, Decision, schedule
 from fleetd.engine.view import SECTIONS, LeaderView
 from fleetd.errors import Fenced, RegistryUnavailable
@@ -70,7 +73,9 @@ class Engine:
         self.model: LeaderView | None = None
         self.wakeup = Wakeup()
         self._deposed = False
-        self._leader_present: bool | None = None  # the leader key, as its watch last showed it
+        self._leader_rev: int | None = None  # the leader key's mod revision, as its watch last
+        # showed it (0: no key; None: not listed yet)
+        self._stands: int = 0  # the mod revision of the last leader key judged real
         self._decided: tuple[object, ...] = ()  # (model version, holds) the last complete pass decided on
         self._due: float | None = None  # when a hold on a vanished machine ends
         self._last_pending: dict[str, str] = {}
@@ -89,7 +94,7 @@ class Engine:
         async def relist() -> int:
             listing = await self.registry.kv.get_prefix(key)
             mine = any(kv.key == key and kv.create_revision == self.token for kv in listing.items)
-            self._leader_present = any(kv.key == key for kv in listing.items)
+            self._leader_rev = next((kv.mod_revision for kv in listing.items if kv.key == key), 0)
             self._on_leader_change(mine)
             return listing.revision
 
@@ -98,7 +103,9 @@ class Engine:
 
     def _leader_event(self, event: WatchEvent) -> None:
         if event.key == self.registry.keys.leader:
-            self._leader_present = event.kind == "put"
+            self._leader_rev = event.mod_revision if event.kind == "put" else 0
+            if self.token is not None and event.mod_revision < self.token:
+                return  # from before this engine's campaign (e.g. the forgery it deleted)
             self._on_leader_change(event.kind == "put" and event.value == self.machine_id)
 
     def _on_leader_change(self, still_mine: bool) -> None:
@@ -126,14 +133,29 @@ class Engine:
     async def _lead(self) -> bool:
         if self.token is not None:
             return True
-        if not self.lease.lease or self._leader_present:
-            return False  # campaign only when the watch shows no leader: no txn per candidate and pass
+        if not self.lease.lease or await self._leader_stands():
+            return False  # campaign only when there is no real leader: no txn per candidate and pass
         self.token = await self.registry.campaign(self.machine_id, self.lease.lease)
         if self.token is not None:
             self._deposed = False
             self.recorder.leadership(True)
             self.log.info("engine leadership acquired", token=self.token)
         return self.token is not None
+
+    async def _leader_stands(self) -> bool:
+        """Whether a real leader holds the key; a forged key is deleted (False: campaign now)."""
+        if not self._leader_rev or self._leader_rev == self._stands:
+            return bool(self._leader_rev)
+        leader, machine = await self.registry.leader_claim()
+        why = forged_because(leader, machine, self.machine_id)
+        if leader is None or why is None:
+            self._stands = leader.mod_revision if leader else 0
+            return leader is not None
+        self.recorder.engine_failure("forged_leader")
+        self.log.warning("ignoring forged leader key; replacing it", reason=why,
+                         value=leader.value[:64], lease=leader.lease)
+        await self.registry.depose(leader.mod_revision)
+        return False
 
     def _step_down(self) -> None:
         self.recorder.leadership(False)

@@ -37,6 +37,7 @@ from fleetd.registry.kv import (
     TxnResult,
     WatchEvent,
 )
+from fleetd.registry.permissions import Grant, role_name
 
 DEFAULT_PORT = 2379
 
@@ -67,6 +68,8 @@ _RESULTS = {
     "==": rpc.Compare.EQUAL, "!=": rpc.Compare.NOT_EQUAL,
     "<": rpc.Compare.LESS, ">": rpc.Compare.GREATER,
 }
+_ACCESS = {"read": rpc.Permission.READ, "write": rpc.Permission.WRITE,
+           "readwrite": rpc.Permission.READWRITE}
 _REQUIRE_LEADER = (("hasleader", "true"),)
 _AUTH_REFUSALS = ("user name is empty", "authentication failed", "permission denied")
 Metadata = tuple[tuple[str, str], ...]
@@ -168,7 +171,8 @@ def _translate(err: grpc.aio.AioRpcError) -> FleetError:
         return Compacted(0)
     if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
         return NotFound(details)
-    if "invalid auth token" in details:  # expired: the next call authenticates again
+    if "invalid auth token" in details or "revision of auth store is old" in details:
+        # expired, or issued before users or roles changed: the next call authenticates again
         return RegistryUnavailable(f"etcd auth token expired: {details}")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or any(
             words in details for words in _AUTH_REFUSALS):
@@ -287,6 +291,7 @@ class EtcdKV:
         self._closing: set[asyncio.Task[None]] = set()
         self._keepalives: dict[int, tuple[grpc.aio.Channel, grpc.aio.StreamStreamCall]] = {}
         self._keepalive_lock = asyncio.Lock()  # one round trip at a time on a stream
+        self._auth_lock = asyncio.Lock()
 
     def _channel(self) -> grpc.aio.Channel:
         if self._chan is None:
@@ -294,18 +299,30 @@ class EtcdKV:
             if self._credentials is None:
                 self._chan = grpc.aio.insecure_channel(self.target, options=options)
             else:
-                self._chan = grpc.aio.secure_channel(self.target, self._credentials, options)
+                self._chan = grpc.aio.secure_channel(self.target, self._credentials,
+                                                     [*options, *self._tls_name()])
         return self._chan
+
+    def _tls_name(self) -> list[tuple[str, str]]:
+        """The name every member's certificate is checked against: TLSFiles.server_name, else
+        the host of the first endpoint (a multi-address target has no name of its own)."""
+        if "grpc.ssl_target_name_override" in self._options:
+            return []
+        return [("grpc.ssl_target_name_override", _split_endpoint(self.endpoints[0])[1])]
 
     async def _md(self, *extra: tuple[str, str]) -> Metadata:
         """Call metadata: `extra` plus, with auth, the token (authenticating once if needed)."""
         if self.auth is not None and self._token is None:
-            request = rpc.AuthenticateRequest(name=self.auth.username, password=self.auth.password)
-            with _translated():
-                resp = await rpc.AuthStub(self._channel()).Authenticate(
-                    request, timeout=self.request_timeout)
-            self._token = resp.token
+            async with self._auth_lock:  # one Authenticate (a bcrypt check in etcd) for all callers
+                if self._token is None:
+                    self._token = await self._authenticate(self.auth)
         return (*extra, ("token", self._token)) if self._token else extra
+
+    async def _authenticate(self, auth: EtcdAuth) -> str:
+        request = rpc.AuthenticateRequest(name=auth.username, password=auth.password)
+        with _translated():
+            resp = await rpc.AuthStub(self._channel()).Authenticate(request, timeout=self.request_timeout)
+        return str(resp.token)
 
     @contextmanager
     def _guard(self, op: str, timed: bool = True) -> Iterator[None]:
@@ -529,6 +546,34 @@ class EtcdKV:
         if resp.canceled:
             raise RegistryUnavailable(f"etcd cancelled the watch: {resp.cancel_reason}")
         return [_event(ev) for ev in resp.events]
+
+    # users (an operator's tool, `fleetd etcd-setup`; needs etcd's root role) -----------------
+
+    async def set_user(self, user: str, password: str, grants: Sequence[Grant]) -> None:
+        """Create or update the etcd user `user`: its password, and one role of its own
+        holding exactly `grants` (new ones granted before stale ones are revoked, so a fleetd
+        already running as `user` is never refused what it keeps)."""
+        auth, role = rpc.AuthStub(self._channel()), role_name(user)
+        wanted = [rpc.Permission(permType=_ACCESS[g.access], key=g.key.encode(),
+                                 range_end=_prefix_end(g.key.encode()) if g.prefix else b"") for g in grants]
+        with self._guard("auth"):
+            options = {"timeout": self.request_timeout, "metadata": await self._md()}
+            if role not in (await auth.RoleList(rpc.AuthRoleListRequest(), **options)).roles:
+                await auth.RoleAdd(rpc.AuthRoleAddRequest(name=role), **options)
+            held = (await auth.RoleGet(rpc.AuthRoleGetRequest(role=role), **options)).perm
+            for perm in wanted:
+                await auth.RoleGrantPermission(rpc.AuthRoleGrantPermissionRequest(name=role, perm=perm),
+                                               **options)
+            kept = {(w.key, w.range_end) for w in wanted}  # a grant of the same range replaces it
+            for perm in [p for p in held if (p.key, p.range_end) not in kept]:
+                await auth.RoleRevokePermission(rpc.AuthRoleRevokePermissionRequest(
+                    role=role, key=perm.key, range_end=perm.range_end), **options)
+            if user in (await auth.UserList(rpc.AuthUserListRequest(), **options)).users:
+                await auth.UserChangePassword(rpc.AuthUserChangePasswordRequest(
+                    name=user, password=password), **options)
+            else:
+                await auth.UserAdd(rpc.AuthUserAddRequest(name=user, password=password), **options)
+            await auth.UserGrantRole(rpc.AuthUserGrantRoleRequest(user=user, role=role), **options)
 
     async def close(self) -> None:
         for lease in list(self._keepalives):

@@ -17,7 +17,7 @@ from fleetd.model.states import TargetState, UnitState
 from fleetd.model.unit import Assignment, Unit
 from fleetd.registry import codec
 from fleetd.registry.keys import Keys
-from fleetd.registry.kv import KV, Compare, Delete, Op, Put
+from fleetd.registry.kv import KV, Compare, Delete, KeyValue, Op, Put
 from fleetd.registry.records import StateRecord, UnitRecords, state_records
 
 MAX_TXN_OPS = 128
@@ -337,6 +337,19 @@ class Registry:
             return None
         kv = await self.kv.get(self.keys.leader)
         return kv.create_revision if kv and kv.value == machine_id else None
+
+    async def leader_claim(self) -> tuple[KeyValue | None, KeyValue | None]:
+        """The leader key and the presence key of the machine it names (None: absent)."""
+        leader = await self.kv.get(self.keys.leader)
+        if leader is None or not leader.lease:
+            return leader, None
+        return leader, await self.kv.get(self.keys.machine(leader.value))
+
+    async def depose(self, mod_revision: int) -> bool:
+        """Delete the leader key if it is still the one last written at `mod_revision`."""
+        result = await self.kv.txn([Compare(self.keys.leader, "mod", "==", mod_revision)],
+                                   [Delete(self.keys.leader)])
+        return result.succeeded
 
     async def resign(self, token: int) -> None:
         await self.kv.txn([Compare(self.keys.leader, "create", "==", token)], [Delete(self.keys.leader)])

@@ -83,6 +83,10 @@ def test_fleet_service_is_installed_from_the_repo(cluster_hosts: LocalCluster):
         assert f"public_ip={lc.ip(host)}\n" in conf
         assert f"metadata=host={host}\n" in conf
         assert f"etcd_servers={','.join(lc.etcd_endpoints)}\n" in conf
+        assert f"etcd_username=fleet-{host}\n" in conf and "etcd_cafile=/etc/fleet/etcd-ca.crt\n" in conf
+        assert "etcd_insecure" not in conf  # TLS and auth by default
+        mode = lc.host_exec(host, "stat", "-c", "%a", "/etc/fleet/etcd.password").stdout.strip()
+        assert mode == "600"
         assert "agent_ttl" not in conf  # fleetd's own default is exercised
         show = lc.host_exec(
             host, "systemctl", "show", "fleet.service", "-p", "ExecStart", "-p", "Environment"
@@ -175,8 +179,8 @@ def member(lc: LocalCluster, n: int) -> dict[str, str]:
 def member_get(lc: LocalCluster, n: int, key: str) -> str:
     """`key`'s value as member n alone has it (serializable read: no quorum, its own data)."""
     done = subprocess.run(
-        ["etcdctl", f"--endpoints={lc.etcd_endpoints[n - 1]}", "get", "--print-value-only",
-         "--consistency=s", key],
+        ["etcdctl", f"--endpoints={lc.etcd_endpoints[n - 1]}", *lc.etcd_admin_flags(), "get",
+         "--print-value-only", "--consistency=s", key],
         capture_output=True, text=True, timeout=20, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
     return done.stdout.strip()
 
@@ -186,7 +190,7 @@ def test_etcd_runs_three_healthy_members_with_one_leader(cluster_hosts: LocalClu
     rows = lc.etcd_status()
     assert [r["member"] for r in rows] == ["e1", "e2", "e3"]
     assert [r["url"] for r in rows] == lc.etcd_endpoints
-    assert lc.etcd_endpoints == [f"http://10.213.1.1:{p}" for p in (12379, 12389, 12399)]
+    assert lc.etcd_endpoints == [f"https://10.213.1.1:{p}" for p in (12379, 12389, 12399)]
     assert all(r["process"] == "running" and r["healthy"] == "true" for r in rows), rows
     assert all(proc_state(r["pid"]) in ("S", "R") for r in rows)
     assert sum(r["leader"] == "true" for r in rows) == 1

@@ -7,7 +7,6 @@ never fleet; fleet's own view (list-units, list-machines) is checked separately.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,10 +42,7 @@ def write_unit(tmp_path: Path, name: str, extra: str = "") -> str:
 
 
 def leader(cluster: LocalCluster) -> str:
-    out = subprocess.run(["etcdctl", f"--endpoints={cluster.etcd_endpoint}", "get",
-                          f"{PREFIX}leader", "--print-value-only"],
-                         capture_output=True, text=True, timeout=10, check=True)
-    return out.stdout.strip()
+    return cluster.etcdctl("get", f"{PREFIX}leader", "--print-value-only").stdout.strip()
 
 
 def host_of(cluster: LocalCluster, machine_id: str) -> str:

@@ -327,3 +327,38 @@ async def test_fleetctl_on_the_unix_socket_ignores_the_token(tls: Tls) -> None:
     code, _, err = await run_fleetctl({"FLEETCTL_TOKEN": "whatever"}, "--endpoint",
                                       f"unix://{tls.socket}", "list-machines")
     assert (code, err) == (0, "")
+
+
+# etcd ----------------------------------------------------------------------------------------
+
+SECURE_ETCD = {"etcd_servers": ["https://10.0.0.1:2379"], "etcd_cafile": "/ca.pem",
+               "etcd_username": "fleet-h1", "etcd_password_file": "/p"}
+
+
+@pytest.mark.parametrize(("extra", "warned"), [
+    (SECURE_ETCD, ()),
+    ({**SECURE_ETCD, "etcd_username": "", "etcd_password_file": "", "etcd_certfile": "/c",
+      "etcd_keyfile": "/k"}, ()),
+    ({**SECURE_ETCD, "etcd_username": "", "etcd_password_file": ""}, ("shows etcd no credentials",)),
+    ({"etcd_servers": ["http://10.0.0.1:2379"], "etcd_insecure": True, "etcd_username": "u"},
+     ("etcd_insecure=true: fleetd talks to etcd over plain http:// (http://10.0.0.1:2379)",)),
+    ({"etcd_servers": ["http://10.0.0.1:2379"], "etcd_insecure": True},
+     ("etcd_insecure=true", "shows etcd no credentials")),
+])
+def test_etcd_warnings(extra: dict, warned: tuple[str, ...]) -> None:
+    found = access.etcd_warnings(FleetConfig(**extra))
+    assert len(found) == len(warned)
+    assert all(w.startswith(want) or want in w for w, want in zip(found, warned, strict=True))
+
+
+def test_plain_http_etcd_is_refused_without_etcd_insecure() -> None:
+    with pytest.raises(ConfigError, match=r"plain http:// URLs \(http://127.0.0.1:2379\).*etcd_insecure=true"):
+        access.etcd_warnings(FleetConfig())
+
+
+def test_fleetd_with_a_plain_etcd_exits_1_naming_the_flag(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "fleet.conf"
+    conf.write_text("etcd_servers=http://127.0.0.1:1\nmachine_id_file=/nonexistent\n")
+    assert fleetd_cli.main(["--config", str(conf)]) == 1
+    assert "set etcd_insecure=true to accept a plain etcd" in capsys.readouterr().err

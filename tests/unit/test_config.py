@@ -133,3 +133,18 @@ def test_api_tls_and_token_keys(tmp_path: Path) -> None:
                                          "api_tls_key_file=/k.pem\napi_token_file=/t\n"), {})
     assert (cfg.api_listen, cfg.api_tls_cert_file, cfg.api_token_file) == ("0.0.0.0:49153", "/c.pem", "/t")
     assert cfg.api_insecure_tcp is False
+
+
+def test_roles_default_to_all_and_keep_one_order() -> None:
+    assert load_config(None, {})[0].roles == ["agent", "engine", "api"]
+    assert load_config(None, {"FLEET_ROLES": "api, agent"})[0].roles == ["agent", "api"]
+    assert load_config(None, {"FLEET_ROLES": "agent"})[0].roles == ["agent"]
+
+
+@pytest.mark.parametrize(("roles", "message"), [
+    ("agent,scheduler", r"unknown role\(s\) scheduler"),
+    ("engine,api", "roles must include agent"),
+])
+def test_bad_roles_are_refused_naming_the_key(roles: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"invalid value for roles: .*{message}"):
+        load_config(None, {"FLEET_ROLES": roles})

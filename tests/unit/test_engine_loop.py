@@ -191,6 +191,7 @@ async def test_a_candidate_campaigns_only_when_the_watch_shows_no_leader() -> No
     memory = MemoryKV()
     kv, keys = CountingKV(memory), Keys("/e/")
     other = await memory.grant(60)
+    await Registry(memory, keys).register_machine(Machine("o" * 32, "10.0.0.9"), other)  # type: ignore[arg-type]
     await Registry(memory, keys).campaign("o" * 32, other)  # type: ignore[arg-type]
     holder = Holder()
     holder.lease = await memory.grant(60)
@@ -199,6 +200,7 @@ async def test_a_candidate_campaigns_only_when_the_watch_shows_no_leader() -> No
     try:
         await asyncio.sleep(0.2)  # about 20 intervals
         assert kv.txns == []
+        assert kv.reads <= 4  # the listing of the leader key, then the one check that it stands
         await memory.delete(keys.leader)
         await eventually(lambda: engine.token is not None)
     finally:

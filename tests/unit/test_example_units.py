@@ -109,7 +109,8 @@ def test_web_announce_follows_the_web_instance_with_the_same_number() -> None:
         "web@2.service",)
     unit = UnitFile.parse(text("web-announce@.service"))
     assert unit.value("Unit", "BindsTo") == "web@%i.service"
-    assert unit.value("Service", "EnvironmentFile") == "/etc/fleet/environment"
+    assert unit.values("Service", "EnvironmentFile") == (  # etcdctl's CA and user, if any
+        "/etc/fleet/environment", "-/etc/fleet/etcd-units.env")
 
 
 def podman_run(name: str) -> list[str]:
