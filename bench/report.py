@@ -113,6 +113,34 @@ def targets(results: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
+INCREMENTAL_TARGETS = (
+    ("one unit added to the placed cluster -> its placement committed", "one_unit_ms", 20.0),
+    ("one machine lost -> all its units re-placed and committed", "one_machine_ms", 100.0),
+)
+
+
+def incremental_targets(r: Any) -> str:
+    lines = ["| change | measured | target | met |", "|---|---:|---:|---|"]
+    for title, field, target in INCREMENTAL_TARGETS:
+        value = getattr(r, field)
+        met = "yes" if value is not None and value <= target else "**no**"
+        lines.append(f"| {title} (`{field}`) | {_cell(value)} ms | <= {target:g} ms | {met} |")
+    return "\n".join(lines)
+
+
+def incremental_markdown(r: Any, command: str, samples: int) -> str:
+    """The --incremental section: the targets, then the cold run the changes were made on."""
+    return (f"## Incremental engine (`{command}`)\n\n"
+            f"Recorded {time.strftime('%Y-%m-%d')} on {machine_line()}; etcd 3.4, one member on "
+            f"loopback, data on tmpfs. {r.units:,} units placed cold on {r.machines:,} machines, "
+            "then, with the engine still leading, one change at a time, each once the engine was "
+            "idle again, timed by the bench from its write to the assignments seen on its own "
+            f"watch of assign/ (the median of {samples} changes each). A lost machine is a revoked "
+            "lease; its time is less the engine's settle wait (1.5 s), which it takes on purpose so "
+            "that machines failing together are seen together.\n\n"
+            + incremental_targets(r) + "\n\n" + table([r]) + "\n")
+
+
 def engine_markdown(results: Sequence[Any], command: str, repeat: int = 1) -> str:
     runs = f"Median of {repeat} runs for cases up to 10,000 units. " if repeat > 1 else ""
     return (f"## Engine throughput (`{command}`)\n\n"
