@@ -135,11 +135,13 @@ class _OrderKeys(dict[str, tuple[float, str]]):
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__()
         self.snapshot = snapshot
-        machines = snapshot.machines.values()
-        self.biggest = (max((m.capacity.cpu for m in machines), default=0),
-                        max((m.capacity.memory for m in machines), default=0))
+        self.biggest: tuple[int, int] | None = None  # found for the first unit (a pass may have none)
 
     def __missing__(self, name: str) -> tuple[float, str]:
+        if self.biggest is None:
+            machines = self.snapshot.machines.values()
+            self.biggest = (max((m.capacity.cpu for m in machines), default=0),
+                            max((m.capacity.memory for m in machines), default=0))
         demand = self.snapshot.units[name].requirements.resources
         shares = [d / c for d, c in zip((demand.cpu, demand.memory), self.biggest, strict=True) if c]
         self[name] = key = (-sum(shares), name)
