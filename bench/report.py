@@ -7,6 +7,7 @@ fleet v1.0.0 took 1.11 s for 100 x 1,000 cold and 5.19 s for 100 x 3,000 on this
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -138,7 +139,8 @@ def incremental_markdown(r: Any, command: str, samples: int) -> str:
             f"watch of assign/ (the median of {samples} changes each). A lost machine is a revoked "
             "lease; its time is less the engine's settle wait (1.5 s), which it takes on purpose so "
             "that machines failing together are seen together.\n\n"
-            + incremental_targets(r) + "\n\n" + table([r]) + "\n")
+            + incremental_targets(r) + "\n\n" + table([r]) + "\n\n```json\n"
+            + json.dumps({"one_machine_ms": r.one_machine_ms, "one_unit_ms": r.one_unit_ms}) + "\n```\n")
 
 
 def engine_markdown(results: Sequence[Any], command: str, repeat: int = 1) -> str:

@@ -77,6 +77,7 @@ def test_incremental_figures_are_checked_against_their_targets() -> None:
     assert "(`one_machine_ms`) | 120.0 ms | <= 100 ms | **no** |" in text
     section = incremental_markdown(r, "python -m bench.engine --incremental", 5)
     assert "the median of 5 changes each" in section and "| 5000 | 100000 | cold |" in section
+    assert '{"one_machine_ms": 120.0, "one_unit_ms": 5.9}' in section
 
 
 @pytest.mark.parametrize("argv", [["--incremental", "--live"], ["--incremental", "--suite"]])
