@@ -65,6 +65,7 @@ lint: $(VENV)/.installed
 bench: deps
 	$(VENV)/bin/python -m bench.placement --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.engine --suite --record docs/benchmarks.md
+	$(VENV)/bin/python -m bench.engine --machines 5000 --units 100000 --incremental --json --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.destroy --units 5000 --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.reads --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.cluster --agents 1000 --units 100000

@@ -14,11 +14,16 @@ Then, on the same etcd with the engine stopped, the same keys and values are wri
 under another prefix as bare 128-op txns (`limit_s`, the physical floor): `limit_ratio` is how
 far above it the engine's time lies.
 
+With --incremental (cold only), before the engine stops, one change at a time on the placed
+cluster (bench.incremental): `one_unit_ms`, one unit added until its placement is committed, and
+`one_machine_ms`, one machine lost until all its units are re-placed and committed.
+
 "All placed" is read back from etcd (a count of assign/ keys, polled every few ms); then every
 assignment is listed and checked: each unit exactly once, on a registered machine. The engine
 child counts its own etcd requests; its CPU time is read from /proc.
 
     python -m bench.engine --machines M --units N [--cold|--live] [--mix plain|resources] [--json]
+    python -m bench.engine --machines M --units N --incremental [--json] [--record FILE]
     python -m bench.engine --suite [--record docs/benchmarks.md]
 """
 
@@ -35,14 +40,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from bench import procs, seed
+from bench import incremental, procs, seed
 from bench.agent_figures import cpu_seconds, status_kib
 from bench.etcd_server import EtcdCluster
 from bench.record import record
-from bench.report import engine_markdown
+from bench.report import engine_markdown, incremental_markdown
 from fleetd.registry.etcd import EtcdKV
 from fleetd.registry.keys import Keys
 from fleetd.registry.kv import KV, Listing, Op, Put
@@ -60,6 +66,7 @@ class Case:
     units: int
     mode: str = "cold"
     mix: str = "plain"
+    incremental: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ class Result:
     commit_s: float | None = None  # ... writing the plans to etcd
     limit_s: float | None = None  # the same keys written as bare 128-op txns (`commit_limit`)
     limit_ratio: float | None = None  # seconds / limit_s
+    one_unit_ms: float | None = None  # --incremental: one unit added -> its placement committed
+    one_machine_ms: float | None = None  # ... one machine lost -> its units re-placed (less settle)
 
 
 SUITE = [Case(100, 1000), Case(100, 3000), Case(100, 10000), Case(1000, 1000), Case(1000, 10000),
@@ -188,12 +197,21 @@ class Run:
             rss = _rss_mb(engine.pid or 0)
             counters = self.shared.read()
             placements = await _verify(kv, self.keys, machine_ids, self.case.units)
+            changes = await self._changes(kv, engine.pid or 0, machine_ids)
             self.stop()  # the limit is measured on an idle etcd
             limit = await commit_limit(kv, placements)
         finally:
             await kv.close()
         phases = engine_phases(Path(self.log_path).read_text())
-        return _result(self.case, done - started, counters, cpu, submit, phases, rss, limit)
+        result = _result(self.case, done - started, counters, cpu, submit, phases, rss, limit)
+        return replace(result, **changes)
+
+    async def _changes(self, kv: KV, pid: int, machine_ids: list[str]) -> dict[str, Any]:
+        """--incremental: one unit added, one machine lost, on the cluster just placed."""
+        if not self.case.incremental:
+            return {}
+        return await incremental.measure(kv, self.keys, lambda: _cpu_seconds(pid), self.case.units + 1,
+                                         machine_ids)
 
     async def _live(self, kv: KV) -> tuple[float, float, float]:
         self.go.set()
@@ -268,6 +286,8 @@ def _describe(r: Result) -> str:
             f"  {r.placements_per_s:>9.0f}/s  txns {r.etcd_txns} ({r.txns_per_placement}/placement)"
             f"  requests {r.etcd_requests}  reads {r.etcd_reads}  engine cpu {r.engine_cpu_s} s"
             f"  limit {r.limit_s} s ({r.limit_ratio}x)")
+    if r.one_unit_ms is not None:
+        text += f"  one unit {r.one_unit_ms} ms  one machine {r.one_machine_ms} ms"
     return text + (f"  (fleetctl ran {r.submit_seconds} s)" if r.submit_seconds is not None else "")
 
 
@@ -281,6 +301,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--live", dest="mode", action="store_const", const="live",
                       help="units arrive through one fleetctl command after the leader started")
     parser.add_argument("--mix", choices=seed.MIXES, default="plain")
+    parser.add_argument("--incremental", action="store_true",
+                        help="after a cold run, time one unit added and one machine lost")
     parser.add_argument("--repeat", type=int, default=0,
                         help="runs per case up to 10,000 units; the median is kept (default 1, suite 3)")
     parser.add_argument("--data-dir", help="etcd data directory root (default: tmpfs)")
@@ -291,8 +313,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    cases = SUITE if args.suite else [Case(args.machines, args.units, args.mode or "cold", args.mix)]
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.incremental and (args.suite or args.mode == "live"):
+        parser.error("--incremental goes with one cold case (not --suite or --live)")
+    cases = SUITE if args.suite else [Case(args.machines, args.units, args.mode or "cold", args.mix,
+                                           args.incremental)]
     repeat = args.repeat or (3 if args.suite else 1)
     results = []
     for case in cases:
@@ -302,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
             print(_describe(result), file=sys.stderr)
     if args.record:
         command = " ".join(["python -m bench.engine", *(argv if argv is not None else sys.argv[1:])])
-        record(args.record, "engine", engine_markdown(results, command, repeat))
+        if args.incremental:
+            record(args.record, "engine-incremental", incremental_markdown(results[0], command,
+                                                                           incremental.SAMPLES))
+        else:
+            record(args.record, "engine", engine_markdown(results, command, repeat))
     for result in results:
         print(json.dumps(asdict(result)))
     return 0

@@ -7,6 +7,7 @@ fleet v1.0.0 took 1.11 s for 100 x 1,000 cold and 5.19 s for 100 x 3,000 on this
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -111,6 +112,35 @@ def targets(results: Sequence[Any]) -> str:
         if found is not None:
             lines.append(f"| {title} | {found[0]} | {'yes' if found[1] else '**no**'} |")
     return "\n".join(lines)
+
+
+INCREMENTAL_TARGETS = (
+    ("one unit added to the placed cluster -> its placement committed", "one_unit_ms", 20.0),
+    ("one machine lost -> all its units re-placed and committed", "one_machine_ms", 100.0),
+)
+
+
+def incremental_targets(r: Any) -> str:
+    lines = ["| change | measured | target | met |", "|---|---:|---:|---|"]
+    for title, field, target in INCREMENTAL_TARGETS:
+        value = getattr(r, field)
+        met = "yes" if value is not None and value <= target else "**no**"
+        lines.append(f"| {title} (`{field}`) | {_cell(value)} ms | <= {target:g} ms | {met} |")
+    return "\n".join(lines)
+
+
+def incremental_markdown(r: Any, command: str, samples: int) -> str:
+    """The --incremental section: the targets, then the cold run the changes were made on."""
+    return (f"## Incremental engine (`{command}`)\n\n"
+            f"Recorded {time.strftime('%Y-%m-%d')} on {machine_line()}; etcd 3.4, one member on "
+            f"loopback, data on tmpfs. {r.units:,} units placed cold on {r.machines:,} machines, "
+            "then, with the engine still leading, one change at a time, each once the engine was "
+            "idle again, timed by the bench from its write to the assignments seen on its own "
+            f"watch of assign/ (the median of {samples} changes each). A lost machine is a revoked "
+            "lease; its time is less the engine's settle wait (1.5 s), which it takes on purpose so "
+            "that machines failing together are seen together.\n\n"
+            + incremental_targets(r) + "\n\n" + table([r]) + "\n\n```json\n"
+            + json.dumps({"one_machine_ms": r.one_machine_ms, "one_unit_ms": r.one_unit_ms}) + "\n```\n")
 
 
 def engine_markdown(results: Sequence[Any], command: str, repeat: int = 1) -> str:

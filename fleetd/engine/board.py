@@ -1,15 +1,17 @@
-"""The scheduler's working copy of the cluster during one pass (local to one `schedule` call).
+"""The scheduler's working copy of the cluster: who runs where and what is left (pure).
 
 Owns who runs where, what each machine has left (capacity minus units and global units), whether
 a demand fits, the pairwise checks against the units already on a machine (conflicts and
 Replaces), which machines a unit's MachineID/MachineMetadata allow (computed once per distinct
-requirement per pass), and the policy orders of `fleetd.engine.order` (built on first use, then
-kept up to date on every change).
+requirement), and the policy orders of `fleetd.engine.order` (built on first use, then kept up
+to date on every change). A full pass builds one for itself; the incremental engine
+(`fleetd.engine.standing`) keeps one across passes, and tells it when machines join, leave or
+change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from fleetd.engine.decision import Snapshot
 from fleetd.engine.order import UNLIMITED, MachineOrder
@@ -37,25 +39,32 @@ def fits(demand: Resources, free: Resources) -> bool:
 class Board:
     """Units per machine, resources they use per machine, global units per machine."""
 
-    def __init__(self, snapshot: Snapshot, kept: Iterable[str]) -> None:
+    def __init__(self, snapshot: Snapshot, kept: Iterable[str],
+                 machines: Iterable[str] | None = None) -> None:
+        """`machines`: only these (a board for one machine's evictions); default every machine."""
         self.snapshot = snapshot
+        ids = list(snapshot.machines if machines is None else machines)
         self.where: dict[str, str] = {}
-        self.on: dict[str, list[str]] = {m: [] for m in snapshot.machines}
-        self.picky: dict[str, list[str]] = {m: [] for m in snapshot.machines}  # with Conflicts/Replaces
-        self.used: dict[str, Resources] = {m: Resources() for m in snapshot.machines}
+        self.on: dict[str, list[str]] = {m: [] for m in ids}
+        self.picky: dict[str, list[str]] = {m: [] for m in ids}  # with Conflicts/Replaces
+        self.used: dict[str, Resources] = {m: Resources() for m in ids}
         self.active_globals: dict[str, Requirements] | None = None  # None: global units not counted
         self.globals: dict[str, tuple[str, ...]] = {}
         self.moved: set[str] = set()
         self.machine_order: MachineOrder | None = None
         self._free: dict[str, Resources] = {}
-        self._eligible: dict[tuple[str | None, MetadataRequirement], frozenset[str] | None] = {}
+        self._eligible: dict[tuple[str | None, MetadataRequirement],
+                             tuple[Requirements, frozenset[str] | None]] = {}
         for name in kept:
             self.put(name, snapshot.assignments[name].machine)
 
-    def add_globals(self) -> None:
-        """Count global units from now on: where they run follows the units on the board (they win)."""
-        specs = self.snapshot.units.items()
-        self.active_globals = {n: s.requirements for n, s in specs if s.requirements.is_global and s.active}
+    def add_globals(self, active: Mapping[str, Requirements] | None = None) -> None:
+        """Count global units from now on: where they run follows the units on the board (they win).
+        `active`: the active global units, when the caller keeps them (else found in the snapshot)."""
+        if active is None:
+            specs = self.snapshot.units.items()
+            active = {n: s.requirements for n, s in specs if s.requirements.is_global and s.active}
+        self.active_globals = dict(active)
         for machine in self.snapshot.machines:
             self.globals[machine] = self.globals_running(machine)
         self._free.clear()
@@ -99,6 +108,45 @@ class Board:
         if self.machine_order is not None:
             self.machine_order.update(machine, same_room)
 
+    # machines joining, leaving, changing (the board kept across passes) -------------------
+
+    def add_machine(self, machine: str) -> None:
+        """A machine joined (it is in the snapshot already); it holds no units yet."""
+        self.on[machine], self.picky[machine], self.used[machine] = [], [], Resources()
+        self.globals[machine] = self.globals_running(machine)
+        self._refile_eligible(machine)
+        if self.machine_order is not None:
+            self.machine_order.add(machine)
+
+    def drop_machine(self, machine: str) -> None:
+        """A machine left (it is out of the snapshot already, its units off the board)."""
+        for table in (self.on, self.picky, self.used, self.globals, self._free):
+            table.pop(machine, None)
+        self._refile_eligible(machine)
+        if self.machine_order is not None:
+            self.machine_order.remove(machine)
+
+    def refresh_machine(self, machine: str) -> None:
+        """A machine's metadata or capacity changed (the snapshot holds the new record)."""
+        self.globals[machine] = self.globals_running(machine)
+        self._free.pop(machine, None)
+        self._refile_eligible(machine)
+        if self.machine_order is not None:
+            self.machine_order.update(machine)
+
+    def _refile_eligible(self, machine: str) -> None:
+        """File `machine` in or out of every MachineID/metadata set found so far."""
+        machines = self.snapshot.machines
+        found = machines.get(machine)
+        for key, (req, allowed) in list(self._eligible.items()):
+            takes = found is not None and _allows(req, found)
+            if allowed is None:
+                if takes or found is None:
+                    continue  # still every machine
+                allowed = frozenset(machines)
+            allowed = allowed | {machine} if takes else allowed - {machine}
+            self._eligible[key] = (req, None if len(allowed) == len(machines) else allowed)
+
     def order(self) -> MachineOrder:
         """The policy orders over every machine (built on first use, then kept up to date)."""
         if self.machine_order is None:
@@ -111,8 +159,8 @@ class Board:
         if key not in self._eligible:
             machines = self.snapshot.machines.values()
             allowed = frozenset(m.id for m in machines if _allows(req, m))
-            self._eligible[key] = None if len(allowed) == len(self.snapshot.machines) else allowed
-        return self._eligible[key]
+            self._eligible[key] = (req, None if len(allowed) == len(self.snapshot.machines) else allowed)
+        return self._eligible[key][1]
 
     def load(self, machine: str) -> int:
         """Units on the machine, global units included (fleet's load)."""

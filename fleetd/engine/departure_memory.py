@@ -50,7 +50,7 @@ class Departures:
 
     def holds(self, model: LeaderView, now: float) -> Holds:
         live = frozenset(model.machines)
-        referenced = {a.machine for a in model.assignments.values()}
+        referenced = model.assigned.keys()  # machines that still hold assignments
         self._notice_confirmation(model)
         self.left = departures.track(self.left, live, self._live, referenced, now)
         self.confirmed &= set(self.left)

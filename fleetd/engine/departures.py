@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 
-from fleetd.engine.decision import Snapshot
+from fleetd.engine.decision import Snapshot, UnitSpec
 from fleetd.model.liveness import Liveness
 from fleetd.registry import codec
 
@@ -78,19 +78,30 @@ def restrict(snapshot: Snapshot, holds: Holds) -> tuple[Snapshot, dict[str, str]
     and why each unit held by the brake waits (settling and fencing waits are too short to tell)."""
     if not (holds.machines or holds.fenced):
         return snapshot, {}
-    held, reasons = set(), {}
+    on: dict[str, list[str]] = {}
     for name, assignment in snapshot.assignments.items():
-        machine = assignment.machine
-        spec = snapshot.units.get(name)
-        fenced = spec is not None and spec.requirements.at_most_once and machine in holds.fenced
-        if machine in holds.machines or fenced:
-            held.add(name)
-        if machine in holds.braked:
-            reasons[name] = (f"machine {machine[:8]} vanished in a mass failure; the brake holds "
-                             "its units until machines return or an operator confirms")
+        on.setdefault(assignment.machine, []).append(name)
+    held, reasons = held_units(holds, on, snapshot.units)
     units = {n: s for n, s in snapshot.units.items() if n not in held}
     assignments = {n: a for n, a in snapshot.assignments.items() if n not in held}
     return replace(snapshot, units=units, assignments=assignments), reasons
+
+
+def held_units(holds: Holds, assigned: Mapping[str, Collection[str]], units: Mapping[str, UnitSpec]
+               ) -> tuple[frozenset[str], dict[str, str]]:
+    """The units `holds` keep where they are, found through `assigned` (machine -> units assigned
+    to it), and why each unit held by the brake waits."""
+    held, reasons = set(), {}
+    for machine in holds.machines | holds.fenced:
+        for name in assigned.get(machine, ()):
+            spec = units.get(name)
+            fenced = spec is not None and spec.requirements.at_most_once and machine in holds.fenced
+            if machine in holds.machines or fenced:
+                held.add(name)
+            if machine in holds.braked:
+                reasons[name] = (f"machine {machine[:8]} vanished in a mass failure; the brake holds "
+                                 "its units until machines return or an operator confirms")
+    return frozenset(held), reasons
 
 
 def alarm_record(braked: Collection[str], live_count: int, since: str) -> str:

@@ -5,9 +5,15 @@ the machine no longer satisfies MachineID/MachineMetadata, it conflicts with a u
 (name order), a unit that replaces it sits on the same machine (either name order), or its
 MachineOf peer is not on its machine.
 Capacity is not re-checked for existing placements: a running unit is never moved to make room.
+
+What is evicted from one machine depends only on that machine's record, the assignments on it and
+their units (global units do not count yet), so `machine_evictions` decides one machine alone,
+as a full pass would; the incremental engine re-checks just the machines a change touched.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from fleetd.engine.board import Board
 from fleetd.engine.decision import Evict, Snapshot
@@ -24,17 +30,37 @@ from fleetd.model.requirements import (
 def evictions(snapshot: Snapshot) -> tuple[list[str], list[Evict], Board]:
     """Assignments to keep (name order) and those to evict, with reasons; and the board holding
     exactly the kept ones (the placement step goes on from it)."""
-    kept, evicted = [], []
-    for name in sorted(snapshot.assignments):
+    evicted: list[Evict] = []
+    kept = _valid(snapshot, snapshot.assignments, evicted)
+    board = Board(snapshot, ())
+    kept = _drop_conflicts(snapshot, board, kept, evicted)
+    kept = _drop_orphans(snapshot, board, kept, evicted)
+    return kept, evicted, board
+
+
+def machine_evictions(snapshot: Snapshot, machine: str, names: Iterable[str]
+                      ) -> tuple[list[str], list[Evict]]:
+    """The eviction step for the units assigned to one machine (`names`): those a full pass
+    keeps there (name order) and those it evicts, for the same reasons."""
+    evicted: list[Evict] = []
+    kept = _valid(snapshot, names, evicted)
+    if kept:
+        board = Board(snapshot, (), machines=(machine,))
+        kept = _drop_conflicts(snapshot, board, kept, evicted)
+        kept = _drop_orphans(snapshot, board, kept, evicted)
+    return kept, evicted
+
+
+def _valid(snapshot: Snapshot, names: Iterable[str], evicted: list[Evict]) -> list[str]:
+    """The assignments that can stand on their own, in name order; the others go to `evicted`."""
+    kept = []
+    for name in sorted(names):
         reason = _invalid_reason(snapshot, name)
         if reason:
             evicted.append(_evict(snapshot, name, reason))
         else:
             kept.append(name)
-    board = Board(snapshot, ())
-    kept = _drop_conflicts(snapshot, board, kept, evicted)
-    kept = _drop_orphans(snapshot, board, kept, evicted)
-    return kept, evicted, board
+    return kept
 
 
 def machine_refusal(req: Requirements, machine: Machine) -> str | None:

@@ -48,7 +48,8 @@ def _level(share: float) -> int:
 
 
 class MachineOrder:
-    """The orders over a fixed set of machines; `update` re-files one machine."""
+    """The orders over a set of machines; `update` re-files one machine, `add` and `remove`
+    change the set."""
 
     def __init__(self, machines: Iterable[str], capacity: Callable[[str], Resources],
                  load: Callable[[str], int], free: Callable[[str], Resources]) -> None:
@@ -80,11 +81,26 @@ class MachineOrder:
             del self.by_load[bisect_left(self.by_load, old_load)]
             insort(self.by_load, new_load)
         if (new_shelf, new_room) != (old_shelf, old_room):
-            keys = self._shelves[old_shelf]
-            del keys[bisect_left(keys, old_room)]
-            if not keys:
-                del self._shelves[old_shelf]
+            self._take_off(old_shelf, old_room)
             insort(self._shelves.setdefault(new_shelf, []), new_room)
+
+    def add(self, machine: str) -> None:
+        """A machine joined: file it in both orders."""
+        load, shelf, room = self._filed[machine] = self._keys(machine)
+        insort(self.by_load, load)
+        insort(self._shelves.setdefault(shelf, []), room)
+
+    def remove(self, machine: str) -> None:
+        """A machine left: take it out of both orders."""
+        load, shelf, room = self._filed.pop(machine)
+        del self.by_load[bisect_left(self.by_load, load)]
+        self._take_off(shelf, room)
+
+    def _take_off(self, shelf: Shelf, room: RoomKey) -> None:
+        keys = self._shelves[shelf]
+        del keys[bisect_left(keys, room)]
+        if not keys:
+            del self._shelves[shelf]
 
     def shelves(self, demand: Resources) -> list[tuple[float, float, list[RoomKey]]]:
         """(lowest leftover possible, the unit's share there, machines by room) for every shelf

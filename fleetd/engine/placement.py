@@ -13,6 +13,7 @@ policy.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fleetd.engine.board import UNLIMITED, Board, fits
@@ -47,8 +48,9 @@ class Outcome:
     pending: list[Pending]
 
 
-def place_all(snapshot: Snapshot, board: Board) -> Outcome:
+def place_all(snapshot: Snapshot, board: Board, names: Iterable[str] | None = None) -> Outcome:
     """Place every unassigned active unit; units moved aside by Replaces are re-placed too.
+    `names`: the units that may be unassigned (default: every unit in the snapshot).
 
     Moving units aside can make room (or a peer's machine) for units found unplaceable earlier in
     the pass, so those are tried again; a unit is moved aside at most once per pass. Placements
@@ -57,7 +59,7 @@ def place_all(snapshot: Snapshot, board: Board) -> Outcome:
     """
     out = Outcome([], [], [])
     templates: list[Pending] = []
-    queue = _Queue(snapshot, _to_place(snapshot, board, templates))
+    queue = _Queue(snapshot, _to_place(snapshot, board, templates, names))
     while True:
         placed = len(out.placements)
         while (name := queue.pop()) is not None:
@@ -111,11 +113,13 @@ class _Queue:
         return sorted(self.held, key=self.order.__getitem__)
 
 
-def _to_place(snapshot: Snapshot, board: Board, pending: list[Pending]) -> list[str]:
+def _to_place(snapshot: Snapshot, board: Board, pending: list[Pending],
+              among: Iterable[str] | None) -> list[str]:
     """Unassigned, active, non-global units; templates go straight to pending."""
     names = []
-    for name, spec in snapshot.units.items():
-        if name in board.where or not spec.active or spec.requirements.is_global:
+    units = snapshot.units
+    for name, spec in units.items() if among is None else ((n, units.get(n)) for n in among):
+        if spec is None or name in board.where or not spec.active or spec.requirements.is_global:
             continue
         if "@" in name and parse_name(name).is_template:
             pending.append(Pending(name, "a template cannot be scheduled; start its instances"))
@@ -131,11 +135,13 @@ class _OrderKeys(dict[str, tuple[float, str]]):
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__()
         self.snapshot = snapshot
-        machines = snapshot.machines.values()
-        self.biggest = (max((m.capacity.cpu for m in machines), default=0),
-                        max((m.capacity.memory for m in machines), default=0))
+        self.biggest: tuple[int, int] | None = None  # found for the first unit (a pass may have none)
 
     def __missing__(self, name: str) -> tuple[float, str]:
+        if self.biggest is None:
+            machines = self.snapshot.machines.values()
+            self.biggest = (max((m.capacity.cpu for m in machines), default=0),
+                            max((m.capacity.memory for m in machines), default=0))
         demand = self.snapshot.units[name].requirements.resources
         shares = [d / c for d, c in zip((demand.cpu, demand.memory), self.biggest, strict=True) if c]
         self[name] = key = (-sum(shares), name)

@@ -12,6 +12,12 @@ model changed since the last pass, and its writes go out in fenced txns of at mo
 a few in flight at once, evictions before placements. A prefix is listed again only after a
 compaction made its watch lose history.
 
+Passes are incremental (`fleetd.engine.standing`): the model's changes since the last pass go
+to the standing state as a delta, and cost work in proportion to the change. A full pass over a
+copy of the model rebuilds the standing state at leadership start, after a listing, after a plan
+that was not fully written, and every `full_every` seconds; that one also steps the old standing
+state and logs an error if the two disagree (the full pass wins).
+
 Its writes are fenced with the leader key's create revision, so a deposed leader's late writes
 are refused and it steps down; it also steps down when the leader key's watch shows the key
 gone or taken by someone else.
@@ -25,10 +31,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from fleetd.engine.changes import delta
 from fleetd.engine.departure_memory import Departures
-from fleetd.engine.departures import Holds, restrict
+from fleetd.engine.departures import Holds, held_units, restrict
 from fleetd.engine.election import forged_because
-from fleetd.engine.scheduler import BINPACK, Decision, schedule
+from fleetd.engine.pass_log import log_plan
+from fleetd.engine.scheduler import BINPACK, Decision
+from fleetd.engine.standing import Standing, cross_check
 from fleetd.engine.view import SECTIONS, LeaderView
 from fleetd.errors import Fenced, RegistryUnavailable
 from fleetd.logs import get_logger
@@ -39,7 +48,7 @@ from fleetd.registry.kv import Op, WatchEvent
 from fleetd.registry.store import Registry
 from fleetd.registry.watch import follow, list_then_follow
 
-DETAIL_LIMIT = 50  # passes with more actions log a summary at info and each action at debug
+FULL_EVERY = 600.0  # seconds between full passes that check the incremental engine's state
 
 
 class LeaseSource(Protocol):
@@ -58,7 +67,7 @@ class Engine:
     def __init__(self, registry: Registry, machine_id: str, lease: LeaseSource,
                  interval: float, policy: str = BINPACK, timing: Liveness | None = None,
                  brake: bool = True, clock: Callable[[], float] = time.monotonic,
-                 recorder: Recorder | None = None) -> None:
+                 recorder: Recorder | None = None, full_every: float = FULL_EVERY) -> None:
         self.registry = registry
         self.recorder = recorder or NoRecorder()
         self.timing = timing = timing or Liveness()
@@ -69,8 +78,11 @@ class Engine:
         self.lease = lease
         self.interval = interval
         self.policy = policy
+        self.full_every = full_every
         self.token: int | None = None
         self.model: LeaderView | None = None
+        self.standing: Standing | None = None  # the incremental engine's state, after a written plan
+        self._full_at = 0.0  # when the last full pass was decided (engine clock)
         self.wakeup = Wakeup()
         self._deposed = False
         self._leader_rev: int | None = None  # the leader key's mod revision, as its watch last
@@ -161,6 +173,7 @@ class Engine:
         self.recorder.leadership(False)
         self.token = None
         self.model = None
+        self.standing = None
         self._decided = ()
         self._due = None
         self.departures = Departures(self.timing, self.brake)
@@ -227,8 +240,8 @@ class Engine:
         if decision == self._decided:
             return
         started = time.monotonic()
-        snapshot, held = restrict(model.snapshot(self.policy), holds)
-        plan = await asyncio.to_thread(schedule, snapshot)  # the heart keeps beating meanwhile
+        standing, self.standing = self.standing, None  # given back once the plan is written
+        plan, held, standing = await self._plan(model, holds, standing)
         placed = {self.registry.keys.assignment(a.machine, a.unit): a
                   for a in [*(u.assignment for u in plan.updates), *(p.assignment for p in plan.placements)]}
         first = self._evict_ops(plan)
@@ -245,10 +258,30 @@ class Engine:
             txns += await self.registry.commit(self.token or 0, then, on_batch=committed)
         except Fenced as exc:
             raise LostLeadership(str(exc)) from exc
+        self.standing = standing
         ops = first + then
         self._decided = () if ops else decision  # after writing, one more pass confirms
-        self._report(plan, txns, decided - started, time.monotonic() - decided)
+        self._last_pending = log_plan(self.log, plan, txns, decided - started,
+                                      time.monotonic() - decided, self._last_pending)
         self._record(plan, held, time.monotonic() - started)
+
+    async def _plan(self, model: LeaderView, holds: Holds, standing: Standing | None
+                    ) -> tuple[Decision, dict[str, str], Standing]:
+        """The pass's plan, why held units wait, and the standing state the plan leaves. Passes
+        run in a thread (the heart keeps beating meanwhile); what they read is taken first."""
+        changes, now = model.take_changes(), self.clock()
+        held, reasons = held_units(holds, model.assigned, model.specs)
+        step = None if standing is None or changes.relisted else \
+            delta(model.live(self.policy), changes, held, standing.held)
+        if standing is not None and step is not None and now - self._full_at < self.full_every:
+            return await asyncio.to_thread(standing.step, step), reasons, standing
+        snapshot, _ = restrict(model.snapshot(self.policy), holds)
+        fresh, plan, agrees = await asyncio.to_thread(cross_check, snapshot, held, standing, step)
+        if not agrees:
+            self.log.error("incremental engine disagreed with a full pass; the full pass wins",
+                           units=len(snapshot.units), machines=len(snapshot.machines))
+        self._full_at = now
+        return plan, reasons, fresh
 
     def _record(self, plan: Decision, held: dict[str, str], seconds: float) -> None:
         """Tell the recorder about a committed pass (reasons counted once per distinct text)."""
@@ -278,43 +311,8 @@ class Engine:
     def _evict_ops(self, plan: Decision) -> list[Op]:
         return [self.registry.evict_op(e.unit, e.machine) for e in plan.evictions]
 
-
     def _pending_ops(self, plan: Decision, held: dict[str, str], stored: dict[str, str]) -> list[Op]:
         """Write reasons that are new or changed; clear those of units no longer pending."""
         reasons = {p.unit: p.reason for p in plan.pending} | held
         ops = [self.registry.pending_op(u, r) for u, r in sorted(reasons.items()) if stored.get(u) != r]
         return ops + [self.registry.pending_op(u, None) for u in sorted(stored) if u not in reasons]
-
-    # logging ---------------------------------------------------------------------------------
-
-    def _report(self, plan: Decision, txns: int, decide_s: float, commit_s: float) -> None:
-        actions = len(plan.evictions) + len(plan.updates) + len(plan.placements)
-        detail = self.log.info if actions <= DETAIL_LIMIT else self.log.debug
-        for e in plan.evictions:
-            detail("unit unscheduled", unit=e.unit, machine=e.machine[:8], reason=e.reason)
-        for u in plan.updates:
-            detail("unit placement updated", unit=u.assignment.unit, machine=u.assignment.machine[:8],
-                   desired=u.assignment.desired.value, reason=u.reason)
-        for p in plan.placements:
-            detail("unit scheduled", unit=p.assignment.unit, machine=p.assignment.machine[:8],
-                   reason=p.reason)
-        self._report_pending(plan)
-        if actions > DETAIL_LIMIT:
-            self.log.info("plan committed", scheduled=len(plan.placements), updated=len(plan.updates),
-                          unscheduled=len(plan.evictions), pending=len(plan.pending), txns=txns,
-                          decide_s=round(decide_s, 3), commit_s=round(commit_s, 3))
-        elif txns:
-            self.log.debug("plan committed", txns=txns, decide_s=round(decide_s, 4),
-                           commit_s=round(commit_s, 4))
-
-    def _report_pending(self, plan: Decision) -> None:
-        pending = {p.unit: p.reason for p in plan.pending}
-        fresh = {u: r for u, r in pending.items() if self._last_pending.get(u) != r}
-        detail = self.log.warning if len(fresh) <= DETAIL_LIMIT else self.log.debug
-        for unit, reason in fresh.items():
-            detail("unit cannot be scheduled", unit=unit, reason=reason)
-        if len(fresh) > DETAIL_LIMIT:
-            self.log.warning("units cannot be scheduled", count=len(fresh),
-                             example=next(iter(fresh.items())))
-        self._last_pending = pending
-

@@ -4,11 +4,16 @@ Owns the order of a pass: evict what can no longer stand (evictions.py), settle 
 run, place what is unassigned (placement.py), and update in place the assignments whose file hash
 or desired state changed. Every action carries a reason in words. Deterministic: no clock, no
 randomness, no dependence on dict order. Global units are never placed here (each agent decides
-for itself), but they count toward load, conflicts and resources.
+for itself), but they count toward load, conflicts and resources. `complete` is the part after
+evictions, shared with the incremental engine (`fleetd.engine.standing`), which keeps the board
+across passes and decides evictions only for the machines a change touched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from fleetd.engine.board import Board
 from fleetd.engine.decision import (
     BINPACK,
     SPREAD,
@@ -26,7 +31,7 @@ from fleetd.model.unit import Assignment, Unit
 
 __all__ = [
     "BINPACK", "SPREAD", "Evict", "Pending", "Place", "Decision", "Snapshot", "UnitSpec", "Update",
-    "schedule",
+    "complete", "schedule",
 ]
 
 
@@ -34,7 +39,15 @@ def schedule(snapshot: Snapshot) -> Decision:
     """Decide evictions, in-place updates and placements for one reconcile pass."""
     kept, evicted, board = evictions(snapshot)
     board.add_globals()
-    outcome = place_all(snapshot, board)
+    return complete(snapshot, board, kept, evicted)
+
+
+def complete(snapshot: Snapshot, board: Board, kept: Iterable[str], evicted: list[Evict],
+             to_place: Iterable[str] | None = None) -> Decision:
+    """The rest of a pass once evictions are decided: `board` holds exactly the kept assignments
+    and counts global units. `kept`: name order, the kept units whose update is to be checked;
+    `to_place`: the units without a kept assignment (None: found in the snapshot)."""
+    outcome = place_all(snapshot, board, to_place)
     still = [name for name in kept if board.where.get(name) == snapshot.assignments[name].machine]
     return Decision(
         evictions=tuple(evicted + outcome.evictions),

@@ -9,7 +9,12 @@ what the model already holds (the leader's own write, echoed back) changes nothi
 
 `version` grows on every real change: a pass with an unchanged version would decide nothing
 new, so the engine skips it. A snapshot shares the model's `UnitSpec` objects; specs are
-built once per (unit, file hash), so a pass costs a dict copy, not a re-parse.
+built once per (unit, file hash), so a full pass costs a dict copy, not a re-parse.
+
+For the incremental engine the model also notes what changed (`take_changes`, a
+`fleetd.engine.changes.Changes`: units whose record, spec or assignment changed, machines that
+joined, left or changed; a listing marks everything) and keeps the units assigned to each machine
+(`assigned`). The leader's own writes are not noted: its standing state holds them already.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
+from fleetd.engine.changes import ChangeLog, Changes
 from fleetd.engine.decision import BINPACK, Snapshot, UnitSpec
 from fleetd.errors import InvalidInput
 from fleetd.model.machine import Machine
@@ -39,6 +45,7 @@ class LeaderView:
         self.units: dict[str, Unit] = {}
         self.machines: dict[str, Machine] = {}
         self.assignments: dict[str, Assignment] = {}
+        self.assigned: dict[str, set[str]] = {}  # machine -> units assigned to it
         self.pending: dict[str, str] = {}
         self.alarms: dict[str, str] = {}  # kind -> record
         self.specs: dict[str, UnitSpec] = {}
@@ -48,6 +55,7 @@ class LeaderView:
         self._files: dict[str, UnitFile | str] = {}  # hash -> parsed file, or why it is unusable
         self._parsed: dict[tuple[str, str | bool], Requirements | str] = {}
         self._missing: set[str] = set()  # hashes of units' files not fetched yet
+        self._changes = ChangeLog()
 
     # feeding -----------------------------------------------------------------------------
 
@@ -65,6 +73,7 @@ class LeaderView:
         for item in items:
             self._put(item.key, item.value, revision)
         self.version += 1
+        self._changes.relisted |= section in ("machines", "assign", "units")
 
     def apply(self, event: WatchEvent) -> bool:
         """Fold one watch event in; True if it changed anything."""
@@ -83,20 +92,23 @@ class LeaderView:
         """The leader's own writes, accepted by etcd at `revision` (their events come later).
         `placed`: the assignments behind assignment puts, by key (saves decoding them again)."""
         known = placed or {}
+        self._changes.muted = True  # the standing state decided these writes: nothing to note
         for op in ops:
             if isinstance(op, Put) and op.key in known:
                 self._revisions[op.key] = revision
-                _store(self.assignments, known[op.key].unit, known[op.key])
+                self._set_assignment(known[op.key])
             elif isinstance(op, Put):
                 self._put(op.key, op.value, revision)
             elif isinstance(op, Delete):
                 self._delete(op.key, revision)
+        self._changes.muted = False
 
     def _clear(self, section: str) -> None:
         if section == "machines":
             self.machines.clear()
         elif section == "assign":
             self.assignments.clear()
+            self.assigned.clear()
         elif section == "pending":
             self.pending.clear()
         elif section == "alarms":
@@ -114,10 +126,9 @@ class LeaderView:
             return self._put_unit(codec.decode_unit(value))
         if key.startswith(keys.machines):
             machine = codec.decode_machine(value)
-            return _store(self.machines, machine.id, machine)
+            return self._noted_machine(machine.id, _store(self.machines, machine.id, machine))
         if key.startswith(keys.assign):
-            assignment = self._assignment(key, value)
-            return _store(self.assignments, assignment.unit, assignment)
+            return self._set_assignment(self._assignment(key, value))
         if key.startswith(keys.pending):
             return _store(self.pending, key[len(keys.pending):], value)
         if key.startswith(keys.alarms):
@@ -133,14 +144,16 @@ class LeaderView:
                 self._parsed.pop((self.units[name].hash, name), None)
             self.specs.pop(name, None)
             self.invalid.pop(name, None)
+            self._changes.unit(name)
             return self.units.pop(name, None) is not None
         if key.startswith(keys.machines):
-            return self.machines.pop(key[len(keys.machines):], None) is not None
+            machine = key[len(keys.machines):]
+            return self._noted_machine(machine, self.machines.pop(machine, None) is not None)
         if key.startswith(keys.assign):
             machine, unit = keys.split_pair(key, keys.assign)
             current = self.assignments.get(unit)
             if current is not None and current.machine == machine:
-                del self.assignments[unit]
+                self._drop_assignment(current)
                 return True
             return False
         if key.startswith(keys.pending):
@@ -153,12 +166,37 @@ class LeaderView:
         machine, unit = self.keys.split_pair(key, self.keys.assign)
         return codec.decode_assignment(machine, unit, value)
 
+    def _set_assignment(self, assignment: Assignment) -> bool:
+        current = self.assignments.get(assignment.unit)
+        if current == assignment:
+            return False
+        if current is not None:
+            self._drop_assignment(current)
+        self.assignments[assignment.unit] = assignment
+        self.assigned.setdefault(assignment.machine, set()).add(assignment.unit)
+        self._changes.unit(assignment.unit)
+        return True
+
+    def _drop_assignment(self, assignment: Assignment) -> None:
+        del self.assignments[assignment.unit]
+        here = self.assigned[assignment.machine]
+        here.discard(assignment.unit)
+        if not here:
+            del self.assigned[assignment.machine]
+        self._changes.unit(assignment.unit)
+
+    def _noted_machine(self, machine: str, changed: bool) -> bool:
+        if changed:
+            self._changes.machine(machine)
+        return changed
+
     # units and their files ---------------------------------------------------------------
 
     def _put_unit(self, unit: Unit) -> bool:
         if self.units.get(unit.name) == unit:
             return False
         self.units[unit.name] = unit
+        self._changes.unit(unit.name)
         self.specs.pop(unit.name, None)
         self.invalid.pop(unit.name, None)
         if unit.hash in self._files:
@@ -201,6 +239,7 @@ class LeaderView:
         problems = []
         for unit in [u for u in self.units.values() if u.hash == digest]:
             self._build_spec(unit)
+            self._changes.unit(unit.name)
             if unit.name in self.invalid:
                 problems.append(f"{unit.name}: {self.invalid[unit.name]}")
         self.version += 1
@@ -221,6 +260,15 @@ class LeaderView:
         """What the scheduler reads: units with usable files, live machines, assignments."""
         return Snapshot(units=dict(self.specs), machines=dict(self.machines),
                         assignments=dict(self.assignments), policy=policy)
+
+    def live(self, policy: str = BINPACK) -> Snapshot:
+        """The same, without copying: read it at once, in the thread that feeds the model."""
+        return Snapshot(units=self.specs, machines=self.machines, assignments=self.assignments,
+                        policy=policy)
+
+    def take_changes(self) -> Changes:
+        """What changed since the last call (the first call after a listing says `relisted`)."""
+        return self._changes.take()
 
 
 def _uses_specifiers(unitfile: UnitFile) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bench.engine import Result, engine_phases
-from bench.report import table, targets
+import pytest
+
+from bench.engine import Result, engine_phases, main
+from bench.report import incremental_markdown, incremental_targets, table, targets
 from bench.seed import machines, unit_ops, unit_text
 from fleetd.registry.keys import Keys
 from fleetd.registry.kv import Put
@@ -66,3 +68,20 @@ def test_seed_writes_each_distinct_file_once_and_one_record_per_unit() -> None:
     assert all(isinstance(op, Put) for op in ops)
     assert "CPU=" in unit_text("resources", 3) and "[X-Fleet]" not in unit_text("plain", 3)
     assert len({m.id for m in machines(50)}) == 50
+
+
+def test_incremental_figures_are_checked_against_their_targets() -> None:
+    r = replace(result(5000, 100000, 9.0), one_unit_ms=5.9, one_machine_ms=120.0)
+    text = incremental_targets(r)
+    assert "(`one_unit_ms`) | 5.9 ms | <= 20 ms | yes |" in text
+    assert "(`one_machine_ms`) | 120.0 ms | <= 100 ms | **no** |" in text
+    section = incremental_markdown(r, "python -m bench.engine --incremental", 5)
+    assert "the median of 5 changes each" in section and "| 5000 | 100000 | cold |" in section
+    assert '{"one_machine_ms": 120.0, "one_unit_ms": 5.9}' in section
+
+
+@pytest.mark.parametrize("argv", [["--incremental", "--live"], ["--incremental", "--suite"]])
+def test_incremental_goes_with_one_cold_case(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2  # argparse's usage error, before any etcd starts

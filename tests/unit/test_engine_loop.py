@@ -13,10 +13,11 @@ from typing import Any
 from unittest.mock import patch
 
 import pytest
+from structlog.testing import capture_logs
 from test_loops import eventually, eventually_async  # the waiting helpers tier 2 shares
 
-from fleetd.engine import reconciler
 from fleetd.engine.reconciler import Engine
+from fleetd.engine.standing import Standing
 from fleetd.model.machine import Machine
 from fleetd.model.states import TargetState
 from fleetd.model.unit import Unit
@@ -128,7 +129,7 @@ async def test_a_burst_is_placed_without_reading_etcd_in_few_full_txns(rig: Rig)
 
 
 async def test_an_unchanged_model_is_not_scheduled_again(rig: Rig) -> None:
-    with patch.object(reconciler, "schedule", wraps=reconciler.schedule) as spy:
+    with patch.object(rig.engine, "_plan", wraps=rig.engine._plan) as spy:  # every pass decides there
         await rig.start()
         await rig.submit(["a.service"])
         await placed_count(rig, 1)
@@ -153,6 +154,43 @@ async def test_a_machine_that_leaves_has_its_units_moved(rig: Rig) -> None:
         return len(now) == 2 and gone not in now.values()
 
     await eventually_async(moved)
+
+
+async def test_a_new_leader_rebuilds_from_etcd_then_goes_on_incrementally(rig: Rig) -> None:
+    await rig.start()
+    await rig.submit([f"u{i}.service" for i in range(6)])
+    await placed_count(rig, 6)
+    before = {a.unit: a.machine for a in await rig.registry.list_assignments()}
+    await rig.stop()  # the leader dies; its key goes with it
+    await rig.memory.delete(rig.keys.leader)
+    with patch.object(Standing, "start", wraps=Standing.start) as full, \
+            patch.object(Standing, "step", autospec=True, side_effect=Standing.step) as incremental:
+        rig.engine = Engine(rig.registry, "f" * 32, rig.holder, interval=0.05)
+        await rig.start(machines=0)
+        await rig.submit(["after.service"])
+        await placed_count(rig, 7)
+        await asyncio.sleep(0.1)  # the pass that confirms the plan
+    after = {a.unit: a.machine for a in await rig.registry.list_assignments()}
+    assert full.call_count == 1 and incremental.call_count >= 1
+    assert {u: m for u, m in after.items() if u in before} == before and len(after) == 7
+
+
+async def test_a_full_pass_catches_a_standing_state_gone_wrong(rig: Rig) -> None:
+    await rig.start()
+    await rig.submit(["a.service"])
+    await placed_count(rig, 1)
+    await asyncio.sleep(0.1)
+    standing = rig.engine.standing
+    assert standing is not None
+    standing.board.remove("a.service")  # it forgets a placement: it would place a.service again
+    standing.unplaced.add("a.service")
+    rig.engine.full_every = 0.0  # the next pass is a full one, and checks
+    with capture_logs() as logs:
+        await rig.submit(["b.service"])
+        await placed_count(rig, 2)
+        await asyncio.sleep(0.1)
+    assert any(e["event"].startswith("incremental engine disagreed") for e in logs)
+    assert sorted(a.unit for a in await rig.registry.list_assignments()) == ["a.service", "b.service"]
 
 
 async def test_leader_steps_down_when_its_key_is_taken_and_campaigns_again(rig: Rig) -> None:

@@ -137,3 +137,44 @@ def test_snapshot_is_a_copy_the_model_can_change_under(model: LeaderView) -> Non
     model.apply(delete(KEYS.unit("a.service"), 11))
     assert list(snapshot.units) == ["a.service"] and snapshot.policy == "spread"
     assert model.snapshot().units == {}
+
+
+def test_changes_name_what_events_changed_and_a_listing_says_everything(model: LeaderView) -> None:
+    model.take_changes()
+    key, value = assignment_value("a.service", M1)
+    model.apply(unit_event(unit("a.service"), 10))
+    model.apply(put(key, value, 11))
+    model.apply(put(KEYS.machine(M2), codec.encode_machine(Machine(M2, "10.0.0.2")), 12))
+    model.apply(put(KEYS.pending_reason("b.service"), "no machine", 13))  # not scheduling input
+    changes = model.take_changes()
+    assert (changes.units, changes.machines, changes.relisted) == ({"a.service"}, {M2}, False)
+    assert model.take_changes().units == frozenset()  # taken once
+    model.apply(delete(KEYS.machine(M2), 14))
+    assert model.take_changes().machines == {M2}
+    model.load("pending", [], 20)
+    assert not model.take_changes().relisted  # pending reasons are not scheduling input
+    model.load("assign", [], 21)
+    assert model.take_changes().relisted
+
+
+def test_own_writes_are_not_noted_as_changes(model: LeaderView) -> None:
+    model.take_changes()
+    key, value = assignment_value("a.service", M1)
+    model.record_commit([Put(key, value)], 30)
+    model.record_commit([Delete(key)], 31)
+    assert model.take_changes().units == frozenset()
+
+
+def test_units_assigned_to_each_machine_follow_puts_moves_and_deletes(model: LeaderView) -> None:
+    old_key, old_value = assignment_value("a.service", M1)
+    new_key, new_value = assignment_value("a.service", M2)
+    b_key, b_value = assignment_value("b.service", M1)
+    model.apply(put(old_key, old_value, 5))
+    model.apply(put(b_key, b_value, 6))
+    assert model.assigned == {M1: {"a.service", "b.service"}}
+    model.apply(put(new_key, new_value, 7))
+    assert model.assigned == {M1: {"b.service"}, M2: {"a.service"}}
+    model.record_commit([Delete(b_key)], 8)
+    assert model.assigned == {M2: {"a.service"}}
+    model.load("assign", [], 9)
+    assert model.assigned == {}
