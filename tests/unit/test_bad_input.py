@@ -292,7 +292,8 @@ BAD_FILES = [
     ("a.service", b"K=v\n", "unit does not exist and options field empty"),
     ("a.service", b"[Service\nK=v\n", "unable to find end of section"),
     ("a.service", b"[Service]\nno equals sign\n", "unexpected newline encountered while parsing option name"),
-    ("a.service", b"[Service]\nA=1 \\\r\n  two\r\n", "unexpected newline encountered"),  # CRLF ends continuation
+    # a CRLF line never continues
+    ("a.service", b"[Service]\nA=1 \\\r\n  two\r\n", "unexpected newline encountered"),
     ("a.service", b"[Service]\nExecStart=\xff\xfe\n", "codec can't decode byte 0xff"),
     ("a.service", b"[Service]\nExecStart=/bin/true\0\n", "contains a NUL byte"),
     ("a.service", b"[Service]\nExecStart=" + b"v" * 70000 + b"\n", "the limit is 65536"),
