@@ -58,7 +58,7 @@ def unit_path(arg: str) -> str:
 
 def read_unit_file(path: str) -> UnitFile:
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", newline="") as handle:  # CRs reach the parser
             text = handle.read()
         return UnitFile.parse(text)
     except (OSError, UnicodeDecodeError, InvalidInput) as exc:

@@ -8,7 +8,7 @@ fleet's messages, and the machine/conflict predicates the scheduler and agents s
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -21,10 +21,12 @@ from fleetd.model.resources import Resources, unit_demand
 from fleetd.model.unitfile import UnitFile
 
 SECTION = "X-Fleet"
+# Each alias tuple is in fleet's order: MachineID wins over its deprecated names wherever they
+# stand in the file; list options take the deprecated name's values first (fleet's job.go).
 MACHINE_ID_KEYS = ("MachineID", "X-ConditionMachineID", "X-ConditionMachineBootID")
-MACHINE_OF_KEYS = ("MachineOf", "X-ConditionMachineOf")
-METADATA_KEYS = ("MachineMetadata", "X-ConditionMachineMetadata")
-CONFLICTS_KEYS = ("Conflicts", "X-Conflicts")
+MACHINE_OF_KEYS = ("X-ConditionMachineOf", "MachineOf")
+METADATA_KEYS = ("X-ConditionMachineMetadata", "MachineMetadata")
+CONFLICTS_KEYS = ("X-Conflicts", "Conflicts")
 EXTENSION_KEYS = ("Instances", "Policy", "SpreadBy", "CPU", "Memory", "AtMostOnce", "Publish")
 KNOWN_KEYS = frozenset(
     (*MACHINE_ID_KEYS, *MACHINE_OF_KEYS, *METADATA_KEYS, *CONFLICTS_KEYS, "Global", "Replaces",
@@ -57,10 +59,9 @@ class Requirements:
 def parse_requirements(name: str, unit: UnitFile) -> Requirements:
     """Read `[X-Fleet]` of unit `name` (aliases honoured, specifiers substituted)."""
     values = _section_values(name, unit)
-    machine_ids = _collect(values, MACHINE_ID_KEYS)
     global_values = _collect(values, ("Global",))
     return Requirements(
-        machine_id=machine_ids[0] if machine_ids else None,
+        machine_id=_machine_id(values),
         machine_of=_unique(_collect(values, MACHINE_OF_KEYS)),
         metadata=meta.parse_metadata(_collect(values, METADATA_KEYS)),
         conflicts=_unique(w for v in _collect(values, CONFLICTS_KEYS) for w in v.split()),
@@ -73,6 +74,15 @@ def parse_requirements(name: str, unit: UnitFile) -> Requirements:
         at_most_once=_flag("AtMostOnce", _last(values, "AtMostOnce")),
         publish=parse_publish(_collect(values, ("Publish",))),
     )
+
+
+def _machine_id(values: list[tuple[str, str]]) -> str | None:
+    """The first value of the first key present: MachineID, then its deprecated names."""
+    for key in MACHINE_ID_KEYS:
+        found = _collect(values, (key,))
+        if found:
+            return found[0]
+    return None
 
 
 def _last(values: Iterable[tuple[str, str]], key: str) -> str | None:
@@ -258,7 +268,8 @@ def _section_values(name: str, unit: UnitFile) -> list[tuple[str, str]]:
 
 
 def _collect(values: Iterable[tuple[str, str]], keys: tuple[str, ...]) -> list[str]:
-    return [v for k, v in values if k in keys]
+    """Values of `keys`, key by key in the order given, each key's in file order."""
+    return [v for key in keys for k, v in values if k == key]
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:
@@ -266,25 +277,21 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
 
 
 def _split_quoted(value: str) -> list[str]:
-    """`"a=b" "c=d"` -> [a=b, c=d]; a value not both starting and ending in `"` is kept whole."""
-    if len(value) < 2 or not (value.startswith('"') and value.endswith('"')):
+    """fleet's multi-value rule: a value both starting and ending in `"` is split at spaces
+    outside quotes and loses its quotes; only a space separates (a tab is kept in the value),
+    and two spaces make an empty value between them. Any other value is kept whole."""
+    if not (value.startswith('"') and value.endswith('"')):
         return [value]
-    return list(_quoted_words(value))
-
-
-def _quoted_words(value: str) -> Iterator[str]:
-    word, quoted = "", False
+    words, word, quoted = [], "", False
     for char in value:
         if char == '"':
             quoted = not quoted
-        elif char.isspace() and not quoted:
-            if word:
-                yield word
+        elif char == " " and not quoted:
+            words.append(word)
             word = ""
         else:
             word += char
-    if word:
-        yield word
+    return [*words, word]
 
 
 def _specifiers(name: str) -> dict[str, str]:

@@ -103,7 +103,7 @@ def unit_demand(unit: UnitFile, cpu: str | None, memory: str | None) -> Resource
 def _cpu_demand(unit: UnitFile, override: str | None) -> int:
     if override is not None:
         return parse_cpu(override) if override.strip() else 0
-    quota = (unit.value(SERVICE, "CPUQuota") or "").strip()
+    quota = (unit.setting(SERVICE, "CPUQuota") or "").strip()
     if quota in ("", "infinity"):
         return 0
     if not quota.endswith("%"):
@@ -115,7 +115,7 @@ def _memory_demand(unit: UnitFile, override: str | None) -> int:
     if override is not None:
         return parse_size(override) if override.strip() else 0
     for directive in MEMORY_DIRECTIVES:
-        value = unit.value(SERVICE, directive)
+        value = unit.setting(SERVICE, directive)
         if value is not None:
             return parse_size(value, directive) if value.strip() else 0
     return 0

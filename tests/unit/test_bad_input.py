@@ -66,8 +66,8 @@ MALFORMED_OPTIONS = [
     ([opt(name="")], "invalid option name"),
     ([opt(name="A=B")], "invalid option name"),
     ([opt(name="#ExecStart")], "invalid option name"),
-    ([opt(value="trailing \\")], "ends in a backslash"),
-    ([opt(value="two\nlines")], "contains control character '\\n'"),
+    ([opt(value="two\nlines")], "has a line break not after a backslash"),
+    ([opt(value="tab\x1bescape")], "contains control character '\\x1b'"),
 ]
 
 
@@ -288,13 +288,16 @@ async def test_unknown_units(client, registry, method, path, body, status, messa
 # fleetctl: the same classes from unit files on disk -----------------------------------------------
 
 BAD_FILES = [
-    ("a.service", b"K=v\n", "option outside of a [Section]"),
-    ("a.service", b"[Service\nK=v\n", "malformed section header"),
-    ("a.service", b"[Service]\nno equals sign\n", "expected Name=Value"),
+    # text before the first section is skipped, as fleet did, leaving no options (fleet's API message)
+    ("a.service", b"K=v\n", "unit does not exist and options field empty"),
+    ("a.service", b"[Service\nK=v\n", "unable to find end of section"),
+    ("a.service", b"[Service]\nno equals sign\n", "unexpected newline encountered while parsing option name"),
+    # a CRLF line never continues
+    ("a.service", b"[Service]\nA=1 \\\r\n  two\r\n", "unexpected newline encountered"),
     ("a.service", b"[Service]\nExecStart=\xff\xfe\n", "codec can't decode byte 0xff"),
     ("a.service", b"[Service]\nExecStart=/bin/true\0\n", "contains a NUL byte"),
     ("a.service", b"[Service]\nExecStart=" + b"v" * 70000 + b"\n", "the limit is 65536"),
-    ("a.service", b"[Bad]Section]\nK=v\n", "malformed section header"),
+    ("a.service", b"[Bad]Section]\nK=v\n", "found garbage after section name"),
     ("a..service", b"[Service]\nExecStart=/bin/true\n", 'unit name cannot contain ".."'),
     ("w" * 200 + "@.service", b"[Service]\nExecStart=/bin/true\n", "maximum length (255 bytes)"),
     ("web@.service", b"[X-Fleet]\nMachineID=a\nGlobal=true\n", "MachineID cannot be used with Global"),

@@ -35,7 +35,7 @@ def test_no_xfleet_section_means_no_requirements() -> None:
         ("X-ConditionMachineID=abc\n", "abc"),
         ("X-ConditionMachineBootID=abc\n", "abc"),
         ("MachineID=first\nMachineID=second\n", "first"),
-        ("X-ConditionMachineID=old\nMachineID=new\n", "old"),
+        ("X-ConditionMachineID=old\nMachineID=new\n", "new"),  # the modern key wins wherever it is
     ],
 )
 def test_machine_id_and_aliases_first_wins(xfleet: str, machine_id: str) -> None:
