@@ -6,12 +6,20 @@ permissions cannot say "only with a lease", so every candidate checks this itsel
 defers to the key: a key on no lease, on a lease that is not the named machine's, or naming a
 machine that is not live is a forgery (or a leftover of a crashed campaign) and is replaced.
 A key naming this very machine while its engine does not hold it is replaced too: only the
-engine that campaigned knows its fencing token, so nobody could ever lead on such a key.
+engine that campaigned knows its fencing token, so nobody could ever lead on such a key. The
+one exception is `own_key`: a key naming this machine on this engine's own lease is its own
+campaign whose reply was lost (a txn that timed out after etcd applied it); the engine takes
+it up, its token being the key's create revision.
 """
 
 from __future__ import annotations
 
 from fleetd.registry.kv import KeyValue
+
+
+def own_key(leader: KeyValue | None, me: str, lease: int) -> bool:
+    """Whether `leader` is this engine's own campaign: its machine id on its live `lease`."""
+    return leader is not None and bool(lease) and leader.value == me and leader.lease == lease
 
 
 def forged_because(leader: KeyValue | None, machine: KeyValue | None, me: str) -> str | None:

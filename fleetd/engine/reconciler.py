@@ -34,7 +34,7 @@ from typing import Protocol
 from fleetd.engine.changes import delta
 from fleetd.engine.departure_memory import Departures
 from fleetd.engine.departures import Holds, held_units, restrict
-from fleetd.engine.election import forged_because
+from fleetd.engine.election import forged_because, own_key
 from fleetd.engine.pass_log import log_plan
 from fleetd.engine.scheduler import BINPACK, Decision
 from fleetd.engine.standing import Standing, cross_check
@@ -146,19 +146,27 @@ class Engine:
         if self.token is not None:
             return True
         if not self.lease.lease or await self._leader_stands():
-            return False  # campaign only when there is no real leader: no txn per candidate and pass
-        self.token = await self.registry.campaign(self.machine_id, self.lease.lease)
-        if self.token is not None:
+            return self.token is not None  # campaign only when there is no real leader (or
+            # the key is this engine's own: _leader_stands took it up)
+        self._acquired(await self.registry.campaign(self.machine_id, self.lease.lease))
+        return self.token is not None
+
+    def _acquired(self, token: int | None, how: str = "campaign") -> None:
+        self.token = token
+        if token is not None:
             self._deposed = False
             self.recorder.leadership(True)
-            self.log.info("engine leadership acquired", token=self.token)
-        return self.token is not None
+            self.log.info("engine leadership acquired", token=token, how=how)
 
     async def _leader_stands(self) -> bool:
         """Whether a real leader holds the key; a forged key is deleted (False: campaign now)."""
         if not self._leader_rev or self._leader_rev == self._stands:
             return bool(self._leader_rev)
         leader, machine = await self.registry.leader_claim()
+        if leader is not None and own_key(leader, self.machine_id, self.lease.lease):
+            self._stands = leader.mod_revision
+            self._acquired(leader.create_revision, how="own key, its campaign's reply was lost")
+            return True
         why = forged_because(leader, machine, self.machine_id)
         if leader is None or why is None:
             self._stands = leader.mod_revision if leader else 0

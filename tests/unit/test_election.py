@@ -17,7 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 from test_loops import eventually
 
-from fleetd.engine.election import forged_because
+from fleetd.engine.election import forged_because, own_key
 from fleetd.engine.reconciler import Engine
 from fleetd.model.machine import Machine
 from fleetd.model.states import TargetState
@@ -48,6 +48,18 @@ def test_a_leader_key_stands_only_on_the_lease_of_the_live_machine_it_names(
         leader: KeyValue | None, machine: KeyValue | None, why: str | None) -> None:
     found = forged_because(leader, machine, ME)
     assert found == why if why is None else found is not None and found.startswith(why)
+
+
+@pytest.mark.parametrize(("leader", "lease", "own"), [
+    (kv("leader", ME, 7), 7, True),
+    (kv("leader", ME, 8), 7, False),     # this machine's name on some other lease: a forgery
+    (kv("leader", OTHER, 7), 7, False),
+    (kv("leader", ME, 0), 0, False),     # no lease of its own yet: nothing is its own
+    (None, 7, False),
+])
+def test_a_key_naming_this_engine_on_its_own_lease_is_its_own_campaign(
+        leader: KeyValue | None, lease: int, own: bool) -> None:
+    assert own_key(leader, ME, lease) is own
 
 
 class Holder:
@@ -158,3 +170,20 @@ async def test_a_real_leader_is_left_alone_by_the_other_candidate(two: Candidate
     await two.start(OTHER)
     await asyncio.sleep(0.3)
     assert await two.leader() == first and two.leading() == [ME]
+
+
+async def test_a_campaign_whose_reply_was_lost_is_taken_up_not_replaced(two: Candidates) -> None:
+    """etcd applied ME's campaign txn but the reply never came (a deadline that ran out): the
+    key names ME on ME's lease. ME leads on it, with its create revision as the token."""
+    lease = await two.memory.grant(10)
+    await two.registry.register_machine(Machine(ME, "10.0.0.1"), lease)
+    two.holders[ME].lease = lease
+    written = await two.memory.put(two.keys.leader, ME, lease)
+    with capture_logs() as logs:
+        two.tasks.append(asyncio.create_task(two.engines[ME].run()))
+        await eventually(lambda: two.engines[ME].token is not None)
+    assert two.engines[ME].token == written
+    leader = await two.leader()
+    assert leader is not None and leader.create_revision == written
+    assert not any(e["event"].startswith("ignoring forged leader key") for e in logs)
+    assert any(e["event"] == "engine leadership acquired" and e["how"].startswith("own key") for e in logs)
