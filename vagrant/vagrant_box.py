@@ -4,14 +4,15 @@
     vagrant/vagrant_box.py            build and add the box unless `vagrant box list` has it
     vagrant/vagrant_box.py --force    build and add it again (replaces the one there)
 
-No box is downloaded: debootstrap puts Debian 12 into a directory, with a kernel, extlinux,
+No box is downloaded: debootstrap puts Debian 12 into a directory, with a kernel, GRUB,
 systemd, systemd-networkd (DHCP on every en*/eth* interface), openssh-server, sudo and rsync,
 plus what vagrant/provision.sh would install (python3, python3-venv, podman, busybox-static,
 etcd-server, etcd-client, openssl), so provisioning needs no network. The user vagrant
 (password vagrant, sudo without a password) accepts Vagrant's well-known insecure key, which
 `vagrant up` replaces as usual. Every VM makes its own machine id and ssh host keys at first boot.
-That directory becomes an ext4 partition of an 8 GiB disk (qcow2) with extlinux in its MBR; the
-box is that disk, metadata.json and a Vagrantfile. Steps print their time; a failing step says
+That directory becomes an ext4 partition of an 8 GiB disk (qcow2) with GRUB in its MBR and the
+gap after it (no loop device, no mount: mkfs.ext4 -d); the box is that disk, metadata.json and a
+Vagrantfile. Steps print their time; a failing step says
 which one in one line, with its log. Needs root.
 Environment: FLEET_BOX_MIRROR (default: this machine's Debian mirror), FLEET_BOX_WORKDIR
 (default /var/tmp/fleetd-box; emptied first, removed after), FLEET_BOX_LOG (default
@@ -35,10 +36,14 @@ from vagrant_steps import Failed, Steps, main  # noqa: E402
 BOX = "fleetd/debian12"
 SUITE = "bookworm"
 DISK_GIB = 8
-HOST_PACKAGES = ("debootstrap", "qemu-utils", "extlinux", "e2fsprogs", "fdisk", "vagrant")
+HOST_PACKAGES = ("debootstrap", "qemu-utils", "e2fsprogs", "fdisk", "vagrant")
+# GRUB's core image: enough to read the ext4 partition, whose /boot/grub holds the rest
+GRUB_MODULES = ("biosdisk", "part_msdos", "ext2", "normal", "linux", "search", "search_fs_uuid",
+                "configfile", "serial", "terminal")
+CORE_MAX = 2047 * 512  # core.img goes between the MBR and the partition (sector 2048)
 PACKAGES = (
     "systemd", "systemd-sysv", "udev", "dbus", "systemd-resolved", "kmod", "linux-image-amd64",
-    "extlinux", "syslinux-common", "openssh-server", "sudo", "rsync", "iproute2", "procps",
+    "grub-pc-bin", "openssh-server", "sudo", "rsync", "iproute2", "procps",
     "netbase", "openssl", "python3", "python3-venv", "busybox-static", "etcd-server", "etcd-client",
 )
 # podman by apt inside the new root: debootstrap cannot configure containers-common in its pass
@@ -84,9 +89,11 @@ def box_files(key: str, root_uuid: str, kernel: str, initrd: str) -> dict[str, t
                 "Before=ssh.service\nConditionPathExists=!/etc/ssh/ssh_host_ed25519_key\n\n"
                 "[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n\n"
                 "[Install]\nWantedBy=ssh.service\n")
-    extlinux = (f"DEFAULT debian\nPROMPT 0\nTIMEOUT 1\n\nLABEL debian\n  LINUX /boot/{kernel}\n"
-                f"  INITRD /boot/{initrd}\n  APPEND root=UUID={root_uuid} ro console=tty0 "
-                "console=ttyS0,115200n8 net.ifnames=1\n")
+    grub = ("set timeout=0\nserial --unit=0 --speed=115200\nterminal_input console serial\n"
+            "terminal_output console serial\nmenuentry 'Debian 12' {\n"
+            f"  search --no-floppy --fs-uuid --set=root {root_uuid}\n"
+            f"  linux /boot/{kernel} root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8\n"
+            f"  initrd /boot/{initrd}\n}}\n")
     return {
         "etc/hostname": ("debian12\n", 0o644),
         "etc/hosts": ("127.0.0.1 localhost\n127.0.1.1 debian12\n::1 localhost ip6-localhost\n", 0o644),
@@ -97,7 +104,7 @@ def box_files(key: str, root_uuid: str, kernel: str, initrd: str) -> dict[str, t
         "etc/ssh/sshd_config.d/10-vagrant.conf": ("UseDNS no\n", 0o644),
         "etc/sudoers.d/vagrant": ("vagrant ALL=(ALL) NOPASSWD: ALL\nDefaults:vagrant !requiretty\n", 0o440),
         "home/vagrant/.ssh/authorized_keys": (key + "\n", 0o600),
-        "boot/extlinux/extlinux.conf": (extlinux, 0o644),
+        "boot/grub/grub.cfg": (grub, 0o644),
         "etc/apt/sources.list.d/debian.sources": (
             f"Types: deb\nURIs: {debian_mirror()}\nSuites: {SUITE} {SUITE}-updates\nComponents: main\n"
             "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n", 0o644),
@@ -163,7 +170,7 @@ def the_one(root: Path, pattern: str) -> str:
 
 
 def configure(steps: Steps, root: Path, root_uuid: str) -> None:
-    with steps.step("configure: vagrant user and key, sudo, ssh, network, bootloader"):
+    with steps.step("configure: vagrant user and key, sudo, ssh, network, GRUB"):
         files = box_files(insecure_key(), root_uuid, the_one(root, "vmlinuz-*"),
                           the_one(root, "initrd.img-*"))
         write_files(root, {k: v for k, v in files.items() if not k.startswith("home/")})
@@ -172,32 +179,40 @@ def configure(steps: Steps, root: Path, root_uuid: str) -> None:
         write_files(root, {k: v for k, v in files.items() if k.startswith("home/")})  # after useradd
         steps.run("configure", ["chroot", str(root), "chown", "-R", "vagrant:vagrant", "/home/vagrant"])
         (root / "home/vagrant/.ssh").chmod(0o700)
+        bootloader(steps, root)
+
+
+def bootloader(steps: Steps, root: Path) -> None:
+    """GRUB's modules in /boot/grub/i386-pc and its core image, which disk() puts after the MBR."""
+    shutil.copytree(root / "usr/lib/grub/i386-pc", root / "boot/grub/i386-pc", dirs_exist_ok=True)
+    steps.run("grub-mkimage", ["chroot", str(root), "grub-mkimage", "-O", "i386-pc", "-o",
+                               "/boot/grub/i386-pc/core.img", "-p", "(hd0,msdos1)/boot/grub", *GRUB_MODULES])
+    if (root / "boot/grub/i386-pc/core.img").stat().st_size > CORE_MAX:
+        raise Failed(f"step 'grub-mkimage' failed: core.img is larger than {CORE_MAX} bytes")
 
 
 def filesystem(steps: Steps, root: Path, work: Path, root_uuid: str) -> Path:
-    """The root partition as a file: ext4 made from the directory, extlinux installed in it."""
-    fs, mnt = work / "root.ext4", work / "mnt"
-    with steps.step("filesystem: ext4 from the directory, extlinux"):
+    """The root partition as a file: ext4 made from the directory (no loop device, no mount)."""
+    fs = work / "root.ext4"
+    with steps.step("filesystem: ext4 from the directory"):
         with fs.open("wb") as f:
             f.truncate(DISK_GIB * 2**30 - 2**20)
         steps.run("filesystem", ["mkfs.ext4", "-q", "-F", "-L", "fleetd-root", "-U", root_uuid,
-                                 "-O", "^64bit,^metadata_csum", "-d", str(root), str(fs)], timeout=900)
-        mnt.mkdir()
-        with mounted(steps, "extlinux", str(fs), mnt, "-o", "loop"):
-            steps.run("extlinux", ["extlinux", "--install", str(mnt / "boot/extlinux")])
+                                 "-d", str(root), str(fs)], timeout=900)
     return fs
 
 
 def disk(steps: Steps, root: Path, fs: Path, work: Path) -> Path:
-    """The box's disk: an MBR (syslinux's boot code) with one bootable partition, as qcow2."""
-    raw, img = work / "disk.raw", work / "box.img"
-    with steps.step("disk: partition table, boot code, qcow2"):
+    """The box's disk: GRUB's boot code in the MBR, its core image in the sectors after it, one
+    bootable partition from sector 2048 (the ext4 file), as qcow2."""
+    raw, img, grub = work / "disk.raw", work / "box.img", root / "boot/grub/i386-pc"
+    with steps.step("disk: partition table, GRUB, qcow2"):
         with raw.open("wb") as f:
             f.truncate(DISK_GIB * 2**30)
         steps.run("disk", ["sfdisk", "-q", str(raw)], stdin="label: dos\nstart=2048, type=83, bootable\n")
         steps.run("disk", ["dd", f"if={fs}", f"of={raw}", "bs=1M", "seek=1", "conv=notrunc,sparse"])
-        steps.run("disk", ["dd", f"if={root}/usr/lib/syslinux/mbr/mbr.bin", f"of={raw}", "bs=440",
-                           "count=1", "conv=notrunc"])
+        steps.run("disk", ["dd", f"if={grub}/boot.img", f"of={raw}", "bs=440", "count=1", "conv=notrunc"])
+        steps.run("disk", ["dd", f"if={grub}/core.img", f"of={raw}", "bs=512", "seek=1", "conv=notrunc"])
         steps.run("disk", ["qemu-img", "convert", "-O", "qcow2", str(raw), str(img)], timeout=900)
     return img
 
@@ -237,7 +252,7 @@ def box_listed(listing: str, name: str = BOX) -> bool:
 
 def build(steps: Steps) -> None:
     if os.geteuid() != 0:
-        raise Failed("must run as root (debootstrap, chroot, a loop mount)")
+        raise Failed("must run as root (debootstrap, chroot)")
     work = Path(os.environ.get("FLEET_BOX_WORKDIR", "/var/tmp/fleetd-box"))
     shutil.rmtree(work, ignore_errors=True)
     root, root_uuid = work / "root", str(uuid.uuid4())

@@ -17,7 +17,9 @@ node2 back as a machine; `vagrant destroy -f`, then no domain, volume or network
 in libvirt. Every step prints its time; the first check that fails prints one line
 (`vagrant-test: error: ...`), the VMs are destroyed all the same (FLEET_KEEP=1 keeps them) and
 the exit status is 1. Output of the commands: vagrant/.vagrant/vagrant-test.log.
-Environment: FLEET_ADDRESS_TIMEOUT (s a VM may wait for its address, default 240),
+Environment: FLEET_ADDRESS_TIMEOUT (s a VM may wait for its address, default 240; 900 under
+software emulation), FLEET_LIBVIRT_DRIVER (kvm or qemu; default: kvm if a probe boots the box's
+kernel under KVM within FLEET_KVM_PROBE_TIMEOUT s, default 60, else qemu),
 FLEET_KVM_DEVICE (default /dev/kvm), FLEET_BOX, FLEET_KEEP.
 """
 
@@ -41,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vagrant_box  # noqa: E402
-from vagrant_steps import Failed, Steps, last_line, main  # noqa: E402
+from vagrant_steps import Failed, Steps, main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -84,6 +86,16 @@ def overdue(lines: list[Line], now: float, timeout: float) -> str | None:
             waiting.pop(m.group(1).lstrip("=> "))
     late = [name for name, since in waiting.items() if now - since > timeout]
     return late[0] if late else None
+
+
+BOILERPLATE = ("An error occurred", "Any errors that occurred", "The error will be shown")
+
+
+def vagrant_error(output: str) -> str:
+    """The line of vagrant's output that says what went wrong (not a backtrace, not boilerplate)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip() and ".rb:" not in line]
+    errors = [line for line in lines if "error" in line.lower() and not line.startswith(BOILERPLATE)]
+    return (errors or lines or ["(no output)"])[-1]
 
 
 def machine_count(listing: str) -> int:
@@ -182,6 +194,51 @@ def start_libvirtd(steps: Steps) -> None:
             time.sleep(0.5)
 
 
+def box_image() -> Path | None:
+    """The disk of the fleetd/debian12 box that `vagrant box add` unpacked, if there."""
+    home = Path(os.environ.get("VAGRANT_HOME", Path.home() / ".vagrant.d"))
+    found = sorted(home.glob("boxes/fleetd-VAGRANTSLASH-debian12/*/libvirt/box.img"))
+    return found[-1] if found else None
+
+
+def kvm_boots(image: Path, limit: float) -> bool:
+    """Whether KVM gets the box's kernel to print `Linux version` on its serial console in time."""
+    proc = subprocess.Popen(["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host,-arch-capabilities",
+                             "-m", "256", "-nodefaults", "-nographic", "-serial", "stdio", "-snapshot",
+                             "-drive", f"file={image},if=virtio,format=qcow2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    seen = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout or ():
+            if b"Linux version" in line:
+                seen.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    seen.wait(limit)
+    proc.kill()
+    proc.wait()
+    return seen.is_set()
+
+
+def choose_driver(steps: Steps) -> str:
+    """kvm, unless KVM opens but cannot boot the box (a nested /dev/kvm can be like that): qemu."""
+    if os.environ.get("FLEET_LIBVIRT_DRIVER"):
+        return os.environ["FLEET_LIBVIRT_DRIVER"]
+    image = box_image()
+    if box_name() != vagrant_box.BOX or image is None:
+        return "kvm"
+    limit = float(os.environ.get("FLEET_KVM_PROBE_TIMEOUT", "60"))
+    steps.say(f"probe: does KVM boot the box's kernel (`Linux version` on its console within {limit:.0f} s)?")
+    if kvm_boots(image, limit):
+        steps.say("probe: yes, the VMs run under KVM")
+        return "kvm"
+    steps.say("KVM opens but does not boot the box's kernel here (no `Linux version` within the "
+              "probe's time): the VMs run under QEMU's software emulation (slower); "
+              "FLEET_LIBVIRT_DRIVER=kvm forces KVM")
+    return "qemu"
+
+
 def box_name() -> str:
     return os.environ.get("FLEET_BOX") or vagrant_box.BOX
 
@@ -235,14 +292,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def new_cluster(steps: Steps) -> Cluster:
+def new_cluster(steps: Steps, driver: str) -> Cluster:
     env = {"VAGRANT_DEFAULT_PROVIDER": "libvirt", "VAGRANT_CHECKPOINT_DISABLE": "1", "FLEET_NODES": "3",
-           "FLEET_BOX": box_name(), "FLEET_DASHBOARD_PORT": str(free_port()), "VAGRANT_CWD": str(HERE)}
+           "FLEET_BOX": box_name(), "FLEET_DASHBOARD_PORT": str(free_port()), "VAGRANT_CWD": str(HERE),
+           "FLEET_LIBVIRT_DRIVER": driver, "FLEET_BOOT_TIMEOUT": "300" if driver == "kvm" else "1500"}
     return Cluster(steps, env, HERE / ".vagrant" / "ssh-config")
 
 
-def address_timeout() -> float:
-    return float(os.environ.get("FLEET_ADDRESS_TIMEOUT", "240"))
+def address_timeout(driver: str = "kvm") -> float:
+    """How long a VM may wait for its address: software emulation boots several times slower."""
+    return float(os.environ.get("FLEET_ADDRESS_TIMEOUT", "240" if driver == "kvm" else "900"))
 
 
 def watch_up(proc: subprocess.Popen[str], lines: list[Line], log: Path) -> None:
@@ -256,27 +315,30 @@ def watch_up(proc: subprocess.Popen[str], lines: list[Line], log: Path) -> None:
 def vagrant_up(cluster: Cluster, *nodes: str) -> None:
     """`vagrant up`, stopped with a one-line error when a VM waits too long for its address."""
     lines: list[Line] = []
+    driver = cluster.env.get("FLEET_LIBVIRT_DRIVER", "kvm")
     proc = subprocess.Popen(["vagrant", "up", *nodes], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, **cluster.env}, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     reader = threading.Thread(target=watch_up, args=(proc, lines, cluster.steps.log), daemon=True)
     reader.start()
     while proc.poll() is None:
-        late = overdue(list(lines), time.monotonic(), address_timeout())
+        late = overdue(list(lines), time.monotonic(), address_timeout(driver))
         if late:
             os.killpg(proc.pid, 15)
             proc.wait()
-            raise Failed(f"{late} did not get an address within {address_timeout():.0f} s "
+            raise Failed(f"{late} did not get an address within {address_timeout(driver):.0f} s "
                          f"(its console: /var/log/libvirt/qemu/fleetd_{late}-console.log)")
         time.sleep(0.5)
     reader.join(5)
     if proc.returncode != 0:
-        raise Failed(f"vagrant up failed: {last_line(''.join(line.text for line in lines))} "
+        raise Failed(f"vagrant up failed: {vagrant_error(''.join(line.text for line in lines))} "
                      f"(log: {cluster.steps.log})")
 
 
 def boot(cluster: Cluster) -> None:
-    with cluster.steps.step(f"vagrant up ({len(NODES)} VMs under KVM, provisioned by provision.sh)"):
+    driver = cluster.env["FLEET_LIBVIRT_DRIVER"]
+    with cluster.steps.step(f"vagrant up ({len(NODES)} VMs, libvirt driver {driver}, provisioned by "
+                            "provision.sh)"):
         vagrant_up(cluster)
         cluster.ssh_config.write_text(cluster.vagrant("ssh-config", "ssh-config"))
 
@@ -439,7 +501,7 @@ def test() -> None:
     start_libvirtd(steps)
     ensure_box(steps)
     ensure_wheels(steps)
-    cluster = new_cluster(steps)
+    cluster = new_cluster(steps, choose_driver(steps))
     failure = None
     try:
         checks(cluster)
