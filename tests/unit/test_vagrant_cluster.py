@@ -46,6 +46,18 @@ def test_listings_are_read_as_fleetctl_prints_them():
                                                   "web@1.service": ("192.168.56.11", "activating")}
 
 
+def test_a_vagrant_failure_is_quoted_by_its_error_line():
+    output = ("==> node1: An error occurred. The error will be shown after all tasks complete.\n"
+              "An error occurred while executing multiple actions in parallel.\n"
+              "Call to virDomainCreateWithFlags failed: internal error: qemu unexpectedly closed\n"
+              "qemu-system-x86_64: kvm.c:3183: kvm_buf_set_msrs: Assertion failed.\n"
+              "/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/lib/vagrant/batch_action.rb:86"
+              ":in `run'\n")
+    assert vagrant_cluster.vagrant_error(output) == (
+        "Call to virDomainCreateWithFlags failed: internal error: qemu unexpectedly closed")
+    assert vagrant_cluster.vagrant_error("Bringing machine 'node1' up\nsomething odd\n") == "something odd"
+
+
 def test_leftovers_are_ours_only():
     volumes = (" Name  Path\n------------\n fleetd_node1.img  /var/lib/libvirt/images/fleetd_node1.img\n"
                " fleetd-VAGRANTSLASH-debian12_vagrant_box_image_0_box.img  /x\n other.img  /y\n")
@@ -72,9 +84,11 @@ FAKES = {
     "virsh": 'exit "${FAKE_VIRSH_RC:-0}"',
     "systemctl": "echo 'Failed to start libvirtd.service: Unit libvirtd.service not found.' >&2; exit 5",
     "virtlogd": "exit 0",
-    "libvirtd": "echo 'error: Unable to obtain pidfile. Check /var/log/messages or run without --daemon' >&2; exit 1",
+    "libvirtd": "echo 'error: Unable to obtain pidfile. Check /var/log/messages or run without --daemon' >&2;"
+                " exit 1",
     "vagrant": 'case "$1 $2" in "box list") echo "${FAKE_BOXES:-There are no installed boxes!}";; '
-               '"up "*|up) echo "==> node1: Waiting for domain to get an IP address..."; exec sleep 60;; esac',
+               '"up "*|up) echo "==> node1: Waiting for domain to get an IP address..."; exec sleep 60;;'
+               ' esac',
     "debootstrap": "echo 'I: Retrieving InRelease'; echo 'E: Failed getting release file' >&2; exit 1",
 }
 
@@ -107,7 +121,8 @@ def error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def test_no_kvm_says_so_and_points_at_the_local_cluster(fakes, tmp_path: Path):
     line = error_line(vagrant_test({**fakes, "FLEET_KVM_DEVICE": str(tmp_path / "no-kvm")}))
     assert line == (f"vagrant-test: error: no {tmp_path / 'no-kvm'}: this machine cannot run KVM virtual "
-                    "machines; the local nspawn cluster is the way here (vagrant/local-cluster up, or make demo)")
+                    "machines; the local nspawn cluster is the way here (vagrant/local-cluster up, or make "
+                    "demo)")
 
 
 def test_libvirtd_that_cannot_be_started_is_one_line(fakes):
