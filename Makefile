@@ -6,6 +6,8 @@
 #   make bench   benchmarks; figures printed and recorded in docs/benchmarks.md
 #   make nemesis fault injection on a 5-host local cluster (NEMESIS_RUNS=N runs per scenario)
 #   make scale   50 real hosts of the local cluster: 2,000 units, 5 hosts lost (minutes)
+#   make vagrant-box   the Vagrant box fleetd/debian12, built from Debian's packages (once)
+#   make vagrant-test  3 KVM VMs with vagrant-libvirt, checked as an operator would, destroyed
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -15,10 +17,10 @@ VENV := .venv
 LC := vagrant/local-cluster
 FLEETCTL := $(VENV)/bin/fleetctl
 
-.PHONY: help deps demo test down lint bench nemesis scale
+.PHONY: help deps demo test down lint bench nemesis scale vagrant-box vagrant-test
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# *//'
+	@sed -n '2,10p' Makefile | sed 's/^# *//'
 
 # apt packages (only the missing ones, one `apt-get update` first), then the dev venv
 # (rebuilt when pyproject.toml changes), then .hostlib: the runtime dependencies for the
@@ -79,3 +81,11 @@ scale: deps
 NEMESIS_RUNS ?= 5
 nemesis: deps
 	NEMESIS_RUNS=$(NEMESIS_RUNS) $(VENV)/bin/python -m nemesis
+
+# The Vagrant cluster for real (needs /dev/kvm and root; not part of `make test`: it takes
+# minutes). vagrant-test installs what is missing, starts libvirtd, builds the box if needed.
+vagrant-box:
+	$(PYTHON) vagrant/vagrant_box.py
+
+vagrant-test:
+	$(PYTHON) vagrant/vagrant_cluster.py test

@@ -5,9 +5,11 @@
 # at /opt/fleet).
 #
 #   provision.sh packages   apt: python3, python3-venv, podman, busybox-static (+ etcd-server
-#                           with FLEET_ETCD_MEMBER=1); a venv at FLEET_VENV with fleetd
-#                           pip-installed from FLEET_SRC; /usr/local/bin/fleetctl. Needs the
-#                           internet (the VMs have it).
+#                           with FLEET_ETCD_MEMBER=1), the missing ones only; a venv at
+#                           FLEET_VENV with fleetd pip-installed from FLEET_SRC (its dependencies
+#                           from FLEET_WHEELS if set); /usr/local/bin/fleetctl. Needs the internet
+#                           unless the packages are there (the fleetd/debian12 box has them) and
+#                           FLEET_WHEELS is given.
 #   provision.sh etcd       configure Debian's etcd-server as member ETCD_NAME of the static
 #                           cluster ETCD_INITIAL_CLUSTER and (re)start it
 #   provision.sh containers configure podman for fleet units (storage driver, keyring; see
@@ -44,6 +46,7 @@
 #   DESTDIR               root to write into (default /), e.g. for tests
 #   FLEET_SRC             fleetd source tree (packages; default: this script's checkout)
 #   FLEET_VENV            venv for fleetd (packages; default /opt/fleetd)
+#   FLEET_WHEELS          directory of wheels: pip installs from it alone (packages; optional)
 #   FLEET_ETCD_MEMBER=1   also install etcd-server (packages)
 #   FLEET_IMAGE_DIR       container images loaded at boot (containers; default /var/lib/fleet/images)
 #   ETCD_NAME, ETCD_IP, ETCD_INITIAL_CLUSTER   (etcd) e.g. node1, 192.168.56.11,
@@ -61,16 +64,27 @@ starting() { [ -z "$DESTDIR" ] && [ "${FLEET_NO_START:-}" != 1 ]; }
 
 # ---------------------------------------------------------------- packages (VM only)
 
+apt_missing() {  # install those of the packages that are not installed (no apt at all if none)
+  local p missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then log "apt: $* already installed"; return; fi
+  log "apt: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
+}
+
 stage_packages() {
   local src=${FLEET_SRC:-$(cd "$HERE/.." && pwd)} pkgs=(python3 python3-venv podman busybox-static)
   [ -f "$src/pyproject.toml" ] || die "FLEET_SRC=$src is not fleetd's source tree (no pyproject.toml)"
   [ "${FLEET_ETCD_MEMBER:-}" = 1 ] && pkgs+=(etcd-server etcd-client)
-  log "apt: ${pkgs[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${pkgs[@]}" >/dev/null
+  apt_missing "${pkgs[@]}"
   [ -x "$FLEET_VENV/bin/python3" ] || python3 -m venv "$FLEET_VENV"
-  log "pip: fleetd from $src into $FLEET_VENV"
-  "$FLEET_VENV/bin/pip" install -q --disable-pip-version-check "$src" ||
+  local pip=(-q --disable-pip-version-check)
+  [ -z "${FLEET_WHEELS:-}" ] || pip+=(--no-index --find-links "$FLEET_WHEELS")
+  log "pip: fleetd from $src into $FLEET_VENV${FLEET_WHEELS:+ (dependencies from $FLEET_WHEELS)}"
+  "$FLEET_VENV/bin/pip" install "${pip[@]}" "$src" ||
     die "pip install of $src into $FLEET_VENV failed"
   ln -sfn "$FLEET_VENV/bin/fleetctl" /usr/local/bin/fleetctl
 }

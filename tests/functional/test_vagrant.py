@@ -1,9 +1,10 @@
 """The Vagrant cluster's files: `vagrant validate` accepts vagrant/Vagrantfile for 1, 3 and 5
 nodes, and vagrant/provision.sh (shared with the local cluster) writes the fleet.conf,
 /etc/fleet/environment and fleet.service drop-in its inputs ask for, read back with fleetd's own
-config parser. No VM boots here (no nested virtualisation, no box download): `make deps`
-installs Debian's vagrant and vagrant-libvirt; without them the validate tests skip, or fail
-under CI=true.
+config parser. No VM boots here: `make vagrant-test` boots the cluster under KVM for real (it
+takes minutes, so it is not part of `make test`; tests/unit/test_vagrant_cluster.py covers its
+failure paths). `make deps` installs Debian's vagrant and vagrant-libvirt; without them the
+validate tests skip, or fail under CI=true.
 """
 
 from __future__ import annotations
