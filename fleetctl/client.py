@@ -236,8 +236,10 @@ class Client:
 
     # API ------------------------------------------------------------------------------------
 
-    async def list_units(self) -> list[schema.Unit]:
-        return [u for page in await self._pages(schema.UnitPage, "units") for u in page.units]
+    async def list_units(self, machine_id: str | None = None) -> list[schema.Unit]:
+        """Every unit (only those placed on `machine_id`, if given)."""
+        params = {"machineID": machine_id} if machine_id else None
+        return [u for page in await self._pages(schema.UnitPage, "units", params) for u in page.units]
 
     async def get_unit(self, name: str) -> schema.Unit | None:
         try:
@@ -288,6 +290,12 @@ class Client:
     async def list_machines(self) -> list[schema.Machine]:
         pages = await self._pages(schema.MachinePage, "machines")
         return [m for page in pages for m in page.machines]
+
+    async def set_machine_state(self, machine: str, state: str) -> schema.MachineStateChange:
+        """Cordon, drain or uncordon (`ready`) `machine`: an id, a unique prefix or `self`."""
+        body = schema.MachineStateRequest(state=state)
+        _, text = await self._request("PUT", ("machines", machine, "state"), body=body)
+        return _decode(schema.MachineStateChange, text)
 
     async def list_alarms(self) -> list[schema.Alarm]:
         """Alarms the engine raised (e.g. mass-failure); [] from a fleetd that has none to tell."""

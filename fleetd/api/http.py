@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from fleetd.api import access, alarms, batch, endpoints, filters, handlers, openapi, relay, schema
 from fleetd.api import dashboard as dashboard_api
+from fleetd.api import lifecycle as lifecycle_api
 from fleetd.api import lockout as lockout_api
 from fleetd.api import metadata as metadata_api
 from fleetd.api import summary as summary_api
@@ -44,6 +45,7 @@ REGISTRY_KEY = web.AppKey("registry", Registry)
 LIMIT_KEY = web.AppKey("page_limit", int)
 SNAPSHOTS_KEY = web.AppKey("snapshots", Snapshots)
 RELAY_KEY = web.AppKey("relay", relay.Relay)
+SELF_KEY = web.AppKey("machine_id", str)
 MAX_BODY = 64 * 1024 * 1024  # a POST /units of MAX_BATCH entries with sizeable unit files
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 W = TypeVar("W", bound=schema.Wire)
@@ -222,6 +224,12 @@ async def patch_machines(request: web.Request) -> web.Response:
     return _reply(await metadata_api.patch_machines(_reg(request), body))
 
 
+async def put_machine_state(request: web.Request) -> web.Response:
+    body = await _json_body(request, schema.MachineStateRequest)
+    return _reply(await lifecycle_api.set_state(_reg(request), request.match_info["machine"], body,
+                                                request.app[SELF_KEY] or None))
+
+
 WATCH_WRITE_TIMEOUT = 30.0  # a client that takes no bytes for this long is dropped
 STOPPING_KEY = web.AppKey("stopping", asyncio.Event)
 
@@ -316,6 +324,7 @@ def _add_routes(app: web.Application, prefix: str) -> None:
         (unit + "/journal", {"GET": unit_journal}, "GET"),
         (unit + "/restart", {"POST": unit_restart}, "POST"),
         (prefix + "/machines", {"GET": list_machines, "PATCH": patch_machines}, "GET and PATCH"),
+        (prefix + "/machines/{machine}/state", {"PUT": put_machine_state}, "PUT"),
         (prefix + "/discovery", {"GET": get_openapi}, "GET"),
         (prefix + "/watch", {"GET": watch}, "GET"),
         (prefix + "/alarms", {"GET": list_alarms}, "GET"),
@@ -414,6 +423,7 @@ def make_app(
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     recorder: Recorder | None = None,
     lockout: lockout_api.Lockout | None = None,
+    machine_id: str = "",
 ) -> web.Application:
     """The API application over `registry`; pages hold at most `page_limit` items.
 
@@ -421,7 +431,8 @@ def make_app(
     never does). `relayed` asks other hosts for status/journal/restart (default: a relay
     writing its requests without a lease). `metrics` renders GET /metrics (body, content type).
     `recorder` counts refused tokens; `lockout` remembers them per address (default: a fresh
-    `Lockout` with the standard policy).
+    `Lockout` with the standard policy). `machine_id`: this fleetd's machine (what `self` means
+    in /machines/self/...).
     """
     middlewares: list[Middleware] = [errors_middleware]
     if tcp_token is not None:
@@ -434,6 +445,7 @@ def make_app(
     app[STOPPING_KEY] = asyncio.Event()
     app.on_shutdown.append(_stop_watches)
     app[RELAY_KEY] = relayed or relay.Relay(registry, lambda: 0)
+    app[SELF_KEY] = machine_id
     for prefix in PREFIXES:
         _add_routes(app, prefix)
     root = app.router.add_resource("/")

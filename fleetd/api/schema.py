@@ -147,10 +147,27 @@ class Capacity(Wire):
 
 
 class Machine(Wire):
+    """A live machine; `state` is ready, cordoned, draining or drained (fleetd.model.lifecycle)."""
+
     id: str
     primary_ip: str = _json("primaryIP", default="")
     metadata: dict[str, str] = Field(default_factory=dict)
     capacity: Capacity | None = None
+    state: str | None = None
+
+
+class MachineStateRequest(Wire):
+    """The body of PUT /machines/<id>/state: ready (uncordon), cordoned or draining."""
+
+    state: str
+
+
+class MachineStateChange(Wire):
+    """What PUT /machines/<id>/state did: the machine it resolved to, its state before and now."""
+
+    machine_id: str = _json("machineID")
+    previous: str
+    state: str
 
 
 class MachinePage(Wire):

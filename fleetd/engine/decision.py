@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fleetd.model.machine import Machine
 from fleetd.model.requirements import Requirements
@@ -32,19 +32,25 @@ class Snapshot:
     """What the leader knows: units by name, live machines by id, assignments by unit name.
 
     `policy` is the cluster-wide default (binpack or spread); a unit's `Policy=` overrides it.
+    `machine_states`: machines an operator cordoned or is draining (`fleetd.model.lifecycle`).
     """
 
     units: Mapping[str, UnitSpec]
     machines: Mapping[str, Machine]
     assignments: Mapping[str, Assignment]
     policy: str = BINPACK
+    machine_states: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Evict:
+    """`soft`: the unit leaves only to move (its machine is draining); if no other machine
+    can take it, it stays where it is."""
+
     unit: str
     machine: str
     reason: str
+    soft: bool = False
 
 
 @dataclass(frozen=True, slots=True)

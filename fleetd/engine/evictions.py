@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from fleetd.engine.board import Board
 from fleetd.engine.decision import Evict, Snapshot
+from fleetd.engine.lifecycle import leaving
 from fleetd.model.machine import Machine
 from fleetd.model.names import parse_name
 from fleetd.model.requirements import (
@@ -29,6 +30,8 @@ def evictions(snapshot: Snapshot) -> tuple[list[str], list[Evict], Board]:
         reason = _invalid_reason(snapshot, name)
         if reason:
             evicted.append(_evict(snapshot, name, reason))
+        elif (move := leaving(snapshot, name)) is not None:
+            evicted.append(Evict(name, snapshot.assignments[name].machine, move, soft=True))
         else:
             kept.append(name)
     board = Board(snapshot, ())

@@ -1,7 +1,8 @@
 """The scheduler: one pure function from a cluster snapshot to a plan of placement changes.
 
 Owns the order of a pass: evict what can no longer stand (evictions.py), settle where global units
-run, place what is unassigned (placement.py), and update in place the assignments whose file hash
+run, place what is unassigned (placement.py), keep the units a draining machine cannot hand on
+(lifecycle.py), and update in place the assignments whose file hash
 or desired state changed. Every action carries a reason in words. Deterministic: no clock, no
 randomness, no dependence on dict order. Global units are never placed here (each agent decides
 for itself), but they count toward load, conflicts and resources.
@@ -21,6 +22,7 @@ from fleetd.engine.decision import (
     Update,
 )
 from fleetd.engine.evictions import evictions
+from fleetd.engine.lifecycle import keep_stuck
 from fleetd.engine.placement import place_all
 from fleetd.model.unit import Assignment, Unit
 
@@ -36,11 +38,12 @@ def schedule(snapshot: Snapshot) -> Decision:
     board.add_globals()
     outcome = place_all(snapshot, board)
     still = [name for name in kept if board.where.get(name) == snapshot.assignments[name].machine]
+    evicted, pending, stay = keep_stuck(evicted + outcome.evictions, outcome.pending)
     return Decision(
-        evictions=tuple(evicted + outcome.evictions),
+        evictions=tuple(evicted),
         placements=tuple(outcome.placements),
-        updates=_updates(snapshot, still),
-        pending=tuple(outcome.pending),
+        updates=_updates(snapshot, still + stay),
+        pending=tuple(pending),
     )
 
 

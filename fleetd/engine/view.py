@@ -1,8 +1,9 @@
 """The leader's in-memory model of the registry, fed by listings and watch events (pure).
 
 Owns what the leader knows between passes: unit records, live machines, assignments, pending
-reasons, raised alarms and the unit files it has parsed. `load` replaces one prefix's contents from a listing
-(at leadership start, or after a compaction); `apply` folds one watch event in; `record_commit`
+reasons, raised alarms, operators' machine states (cordoned, draining) and the unit files it
+has parsed. `load` replaces one prefix's contents from a listing (at leadership start, or
+after a compaction); `apply` folds one watch event in; `record_commit`
 folds in the leader's own writes as soon as etcd accepted them, so the next pass never acts on
 a stale view. Each key remembers the revision it was last changed at, so an event older than
 what the model already holds (the leader's own write, echoed back) changes nothing.
@@ -27,7 +28,7 @@ from fleetd.registry import codec
 from fleetd.registry.keys import Keys
 from fleetd.registry.kv import Delete, KeyValue, Op, Put, WatchEvent
 
-SECTIONS = ("machines", "assign", "pending", "units", "alarms")
+SECTIONS = ("machines", "assign", "pending", "units", "alarms", "machine_states")
 T = TypeVar("T")
 
 
@@ -41,6 +42,7 @@ class LeaderView:
         self.assignments: dict[str, Assignment] = {}
         self.pending: dict[str, str] = {}
         self.alarms: dict[str, str] = {}  # kind -> record
+        self.machine_states: dict[str, str] = {}  # machine -> cordoned or draining
         self.specs: dict[str, UnitSpec] = {}
         self.invalid: dict[str, str] = {}  # unit -> why its stored file cannot be used
         self.version = 0
@@ -54,7 +56,7 @@ class LeaderView:
     def prefix(self, section: str) -> str:
         return {"machines": self.keys.machines, "assign": self.keys.assign,
                 "pending": self.keys.pending, "units": self.keys.units,
-                "alarms": self.keys.alarms}[section]
+                "alarms": self.keys.alarms, "machine_states": self.keys.machine_states}[section]
 
     def load(self, section: str, items: Iterable[KeyValue], revision: int) -> None:
         """Replace everything under one section with a listing read at `revision`."""
@@ -101,6 +103,8 @@ class LeaderView:
             self.pending.clear()
         elif section == "alarms":
             self.alarms.clear()
+        elif section == "machine_states":
+            self.machine_states.clear()
         else:
             self.units.clear()
             self.specs.clear()
@@ -122,6 +126,8 @@ class LeaderView:
             return _store(self.pending, key[len(keys.pending):], value)
         if key.startswith(keys.alarms):
             return _store(self.alarms, key[len(keys.alarms):], value)
+        if key.startswith(keys.machine_states):
+            return self._put_machine_state(key[len(keys.machine_states):], value)
         return False
 
     def _delete(self, key: str, revision: int) -> bool:
@@ -147,7 +153,15 @@ class LeaderView:
             return self.pending.pop(key[len(keys.pending):], None) is not None
         if key.startswith(keys.alarms):
             return self.alarms.pop(key[len(keys.alarms):], None) is not None
+        if key.startswith(keys.machine_states):
+            return self.machine_states.pop(key[len(keys.machine_states):], None) is not None
         return False
+
+    def _put_machine_state(self, machine: str, value: str) -> bool:
+        found = codec.decode_machine_state(value)
+        if found is None:
+            return self.machine_states.pop(machine, None) is not None
+        return _store(self.machine_states, machine, found.state)
 
     def _assignment(self, key: str, value: str) -> Assignment:
         machine, unit = self.keys.split_pair(key, self.keys.assign)
@@ -220,7 +234,8 @@ class LeaderView:
     def snapshot(self, policy: str = BINPACK) -> Snapshot:
         """What the scheduler reads: units with usable files, live machines, assignments."""
         return Snapshot(units=dict(self.specs), machines=dict(self.machines),
-                        assignments=dict(self.assignments), policy=policy)
+                        assignments=dict(self.assignments), policy=policy,
+                        machine_states=dict(self.machine_states))
 
 
 def _uses_specifiers(unitfile: UnitFile) -> bool:

@@ -14,6 +14,7 @@
                                       the requesting fleetd's lease
     <prefix>exec-out/<id>/<seq>       the owning host's output for request <id>; on its lease
     <prefix>metadata/<machine>        dynamic metadata set by PATCH /machines (JSON map; no lease)
+    <prefix>machine-state/<machine>   cordoned or draining, set by an operator (JSON; no lease)
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ class Keys:
 
     def machine_metadata(self, machine_id: str) -> str:
         return f"{self.prefix}metadata/{machine_id}"
+
+    @property
+    def machine_states(self) -> str:
+        return f"{self.prefix}machine-state/"
+
+    def machine_state(self, machine_id: str) -> str:
+        return f"{self.machine_states}{machine_id}"
 
     @property
     def leader(self) -> str:

@@ -1,0 +1,42 @@
+"""The scheduler's view of machine lifecycle (pure): closed machines, units that must leave.
+
+A cordoned or draining machine takes no new units (`closed`). A draining machine's ordinary
+units leave it (`leaving`): they are evicted softly, placed by the normal placement step
+wherever their Conflicts, MachineOf and resources allow, and those that fit nowhere stay where
+they are (`keep_stuck`) with the reason as their pending reason. Global units are untouched:
+each agent decides them for its own machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fleetd.engine.decision import Evict, Pending, Snapshot
+from fleetd.model.lifecycle import DRAINING, STORED
+
+
+def closed(snapshot: Snapshot, machine: str) -> str | None:
+    """Why `machine` takes no new units (cordoned or draining), or None."""
+    state = snapshot.machine_states.get(machine)
+    return f"is {state}" if state in STORED else None
+
+
+def leaving(snapshot: Snapshot, name: str) -> str | None:
+    """Why the placed unit `name` should move although its placement is valid, or None."""
+    machine = snapshot.assignments[name].machine
+    if snapshot.machine_states.get(machine) == DRAINING:
+        return f"machine {machine[:8]} is draining"
+    return None
+
+
+def keep_stuck(evictions: Sequence[Evict], pending: Sequence[Pending]
+               ) -> tuple[list[Evict], list[Pending], list[str]]:
+    """Cancel the soft evictions of units no machine took: they stay, pending with the reason.
+    Returns the evictions and pending units left, and the units that stay."""
+    soft = {e.unit: e for e in evictions if e.soft}
+    stuck = {p.unit for p in pending if p.unit in soft}
+    kept = [e for e in evictions if e.unit not in stuck]
+    reasons = [Pending(p.unit, f"{soft[p.unit].reason}; it stays: no other machine can take it "
+                               f"({p.reason})")
+               if p.unit in stuck else p for p in pending]
+    return kept, reasons, sorted(stuck)
