@@ -35,6 +35,7 @@ from fleetctl.commands import (
     endpoints,
     lifecycle,
     listing,
+    move,
 )
 from fleetctl.commands import remote as remote_commands
 from fleetctl.commands.base import Command, Context
@@ -64,6 +65,7 @@ COMMANDS: tuple[Command, ...] = (
     lifecycle.CORDON,
     lifecycle.DRAIN,
     lifecycle.UNCORDON,
+    move.MOVE,
 )
 LOCAL_VERBS = ("version", "help", "completion")
 GLOBAL_FLAGS = {  # flag -> (default, type, help)

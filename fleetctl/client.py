@@ -291,6 +291,12 @@ class Client:
         pages = await self._pages(schema.MachinePage, "machines")
         return [m for page in pages for m in page.machines]
 
+    async def move_unit(self, name: str, machine: str | None) -> schema.MoveResult:
+        """Ask fleetd to re-place `name` (on `machine`, or where the scheduler puts it)."""
+        body = schema.MoveRequest(machine_id=machine)
+        _, text = await self._request("POST", ("units", name, "move"), body=body)
+        return _decode(schema.MoveResult, text)
+
     async def set_machine_state(self, machine: str, state: str) -> schema.MachineStateChange:
         """Cordon, drain or uncordon (`ready`) `machine`: an id, a unique prefix or `self`."""
         body = schema.MachineStateRequest(state=state)

@@ -119,7 +119,7 @@ async def run(cfg: FleetConfig) -> None:
                     fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics)
     app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
                    relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render,
-                   recorder=metrics, machine_id=machine.id)
+                   recorder=metrics, machine_id=machine.id, policy=cfg.scheduler_policy)
     runner = await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
                          tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,

@@ -31,6 +31,7 @@ from fleetd.api import dashboard as dashboard_api
 from fleetd.api import lifecycle as lifecycle_api
 from fleetd.api import lockout as lockout_api
 from fleetd.api import metadata as metadata_api
+from fleetd.api import moves as moves_api
 from fleetd.api import summary as summary_api
 from fleetd.api import watch as watch_api
 from fleetd.api.snapshots import Snapshots
@@ -46,6 +47,7 @@ LIMIT_KEY = web.AppKey("page_limit", int)
 SNAPSHOTS_KEY = web.AppKey("snapshots", Snapshots)
 RELAY_KEY = web.AppKey("relay", relay.Relay)
 SELF_KEY = web.AppKey("machine_id", str)
+POLICY_KEY = web.AppKey("policy", str)
 MAX_BODY = 64 * 1024 * 1024  # a POST /units of MAX_BATCH entries with sizeable unit files
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 W = TypeVar("W", bound=schema.Wire)
@@ -230,6 +232,12 @@ async def put_machine_state(request: web.Request) -> web.Response:
                                                 request.app[SELF_KEY] or None))
 
 
+async def move_unit(request: web.Request) -> web.Response:
+    body = await _json_body(request, schema.MoveRequest)
+    return _reply(await moves_api.move_unit(_reg(request), request.match_info["name"], body,
+                                            request.app[SELF_KEY] or None, request.app[POLICY_KEY]))
+
+
 WATCH_WRITE_TIMEOUT = 30.0  # a client that takes no bytes for this long is dropped
 STOPPING_KEY = web.AppKey("stopping", asyncio.Event)
 
@@ -323,6 +331,7 @@ def _add_routes(app: web.Application, prefix: str) -> None:
         (unit + "/status", {"GET": unit_status}, "GET"),
         (unit + "/journal", {"GET": unit_journal}, "GET"),
         (unit + "/restart", {"POST": unit_restart}, "POST"),
+        (unit + "/move", {"POST": move_unit}, "POST"),
         (prefix + "/machines", {"GET": list_machines, "PATCH": patch_machines}, "GET and PATCH"),
         (prefix + "/machines/{machine}/state", {"PUT": put_machine_state}, "PUT"),
         (prefix + "/discovery", {"GET": get_openapi}, "GET"),
@@ -424,6 +433,7 @@ def make_app(
     recorder: Recorder | None = None,
     lockout: lockout_api.Lockout | None = None,
     machine_id: str = "",
+    policy: str = "binpack",
 ) -> web.Application:
     """The API application over `registry`; pages hold at most `page_limit` items.
 
@@ -432,7 +442,7 @@ def make_app(
     writing its requests without a lease). `metrics` renders GET /metrics (body, content type).
     `recorder` counts refused tokens; `lockout` remembers them per address (default: a fresh
     `Lockout` with the standard policy). `machine_id`: this fleetd's machine (what `self` means
-    in /machines/self/...).
+    in /machines/self/...); `policy`: the cluster's scheduler policy (a move is checked with it).
     """
     middlewares: list[Middleware] = [errors_middleware]
     if tcp_token is not None:
@@ -446,6 +456,7 @@ def make_app(
     app.on_shutdown.append(_stop_watches)
     app[RELAY_KEY] = relayed or relay.Relay(registry, lambda: 0)
     app[SELF_KEY] = machine_id
+    app[POLICY_KEY] = policy
     for prefix in PREFIXES:
         _add_routes(app, prefix)
     root = app.router.add_resource("/")

@@ -24,7 +24,7 @@ _MODELS: tuple[type[schema.Wire], ...] = (
     schema.UnitState,
     schema.StatePage, schema.MachinePage, schema.AlarmList, schema.ErrorBody,
     schema.EndpointList, schema.Leader, Summary, schema.MachineStateRequest,
-    schema.MachineStateChange,
+    schema.MachineStateChange, schema.MoveRequest, schema.MoveResult,
 )
 _ERRORS = {
     400: "invalid input: body, unit name, options, [X-Fleet] requirements, desired state, token",
@@ -198,13 +198,19 @@ _MACHINE = {"name": "machine", "in": "path", "required": True,
 
 
 def _lifecycle_paths() -> dict[str, Any]:
-    """Cordon, drain, uncordon (fleetd.api.lifecycle)."""
+    """Cordon, drain, uncordon (fleetd.api.lifecycle); move (fleetd.api.moves)."""
     return {
         f"{PREFIX}/machines/{{machine}}/state": {"parameters": [_MACHINE], "put": {
             "operationId": "setMachineState", "summary": "Cordon (cordoned), drain (draining) or "
             "uncordon (ready) a machine; a state it is in already changes nothing",
             "requestBody": _body(schema.MachineStateRequest),
             "responses": _responses({200: schema.MachineStateChange}, 400, 404, 415)}},
+        f"{PREFIX}/units/{{name}}/move": {"parameters": [_NAME], "post": {
+            "operationId": "moveUnit", "summary": "Re-place one unit: on machineID (an id, a "
+            "unique prefix or self) or wherever the scheduler puts it now, never where it is; "
+            "checked first (409 with the reason, nothing written), then done by the leader",
+            "requestBody": _body(schema.MoveRequest),
+            "responses": _responses({202: schema.MoveResult}, 400, 404, 409, 415)}},
     }
 
 

@@ -170,6 +170,20 @@ class MachineStateChange(Wire):
     state: str
 
 
+class MoveRequest(Wire):
+    """The body of POST /units/<name>/move: the machine to move to (absent: the scheduler picks)."""
+
+    machine_id: str | None = _json("machineID", default=None)
+
+
+class MoveResult(Wire):
+    """Where a move goes: the leader will place `name` on `to` (from `from`)."""
+
+    name: str
+    away: str = _json("from")
+    to: str
+
+
 class MachinePage(Wire):
     machines: list[Machine]
     next_page_token: str | None = _json("nextPageToken", default=None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fleetd.model.lifecycle import Move
 from fleetd.model.machine import Machine
 from fleetd.model.requirements import Requirements
 from fleetd.model.states import TargetState
@@ -32,7 +33,8 @@ class Snapshot:
     """What the leader knows: units by name, live machines by id, assignments by unit name.
 
     `policy` is the cluster-wide default (binpack or spread); a unit's `Policy=` overrides it.
-    `machine_states`: machines an operator cordoned or is draining (`fleetd.model.lifecycle`).
+    `machine_states`: machines an operator cordoned or is draining (`fleetd.model.lifecycle`);
+    `moves`: units an operator asked to move, by name.
     """
 
     units: Mapping[str, UnitSpec]
@@ -40,6 +42,7 @@ class Snapshot:
     assignments: Mapping[str, Assignment]
     policy: str = BINPACK
     machine_states: Mapping[str, str] = field(default_factory=dict)
+    moves: Mapping[str, Move] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +80,16 @@ class Pending:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Evictions first, then updates and placements; pending units are information only."""
+    """Evictions first, then updates and placements; pending units are information only.
+    `moves_done`: move requests to delete (the unit moved, could not, or is gone)."""
 
     evictions: tuple[Evict, ...] = ()
     placements: tuple[Place, ...] = ()
     updates: tuple[Update, ...] = ()
     pending: tuple[Pending, ...] = ()
+    moves_done: tuple[str, ...] = ()
 
     @property
     def is_empty(self) -> bool:
         """True when there is nothing to write (pending units may remain: nothing to do for them)."""
-        return not (self.evictions or self.placements or self.updates)
+        return not (self.evictions or self.placements or self.updates or self.moves_done)

@@ -1,15 +1,17 @@
 """The scheduler's view of machine lifecycle (pure): closed machines, units that must leave.
 
 A cordoned or draining machine takes no new units (`closed`). A draining machine's ordinary
-units leave it (`leaving`): they are evicted softly, placed by the normal placement step
-wherever their Conflicts, MachineOf and resources allow, and those that fit nowhere stay where
-they are (`keep_stuck`) with the reason as their pending reason. Global units are untouched:
-each agent decides them for its own machine.
+units, and a unit an operator moves (`fleetctl move`, kept off the machine it leaves and on
+the one it goes to by `barred`), leave their machine (`leaving`): they are evicted softly,
+placed by the normal placement step wherever their Conflicts, MachineOf and resources allow,
+and those that fit nowhere stay where they are (`keep_stuck`) with the reason as their
+pending reason. A move request is withdrawn once it is done or cannot be (`moves_done`).
+Global units are untouched: each agent decides them for its own machine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from fleetd.engine.decision import Evict, Pending, Snapshot
 from fleetd.model.lifecycle import DRAINING, STORED
@@ -21,12 +23,38 @@ def closed(snapshot: Snapshot, machine: str) -> str | None:
     return f"is {state}" if state in STORED else None
 
 
+def barred(snapshot: Snapshot, name: str, machine: str) -> str | None:
+    """Why an operator's move keeps the unit `name` off `machine`, or None."""
+    move = snapshot.moves.get(name)
+    if move is None:
+        return None
+    if machine == move.away:
+        return "is the machine it moves away from (fleetctl move)"
+    if move.to and machine != move.to:
+        return f"is not {move.to[:8]}, where it moves to (fleetctl move)"
+    return None
+
+
 def leaving(snapshot: Snapshot, name: str) -> str | None:
     """Why the placed unit `name` should move although its placement is valid, or None."""
     machine = snapshot.assignments[name].machine
+    move = snapshot.moves.get(name)
+    if move is not None and move.away == machine:
+        return f"moved off machine {machine[:8]} by an operator"
     if snapshot.machine_states.get(machine) == DRAINING:
         return f"machine {machine[:8]} is draining"
     return None
+
+
+def moves_done(snapshot: Snapshot, placed: Collection[str], stuck: Collection[str]) -> list[str]:
+    """The move requests to delete: the unit was placed this pass, could not move, is gone,
+    or is no longer on the machine it was to leave."""
+    done = []
+    for name, move in sorted(snapshot.moves.items()):
+        current = snapshot.assignments.get(name)
+        if name in placed or name in stuck or current is None or current.machine != move.away:
+            done.append(name)
+    return done
 
 
 def keep_stuck(evictions: Sequence[Evict], pending: Sequence[Pending]

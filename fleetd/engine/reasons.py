@@ -15,7 +15,7 @@ from fleetd.engine.board import UNLIMITED
 from fleetd.model.requirements import Requirements, describe_metadata
 from fleetd.model.resources import Resources, format_cpu, format_size
 
-ORDER = ("resources", "conflicts", "replaced", "peer", "closed", "metadata", "machine_id")
+ORDER = ("resources", "conflicts", "replaced", "peer", "move", "closed", "metadata", "machine_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,8 @@ def _phrase(req: Requirements, kind: str, refusals: list[Refusal], every: bool) 
         return refusals[0].detail
     if kind == "closed":
         return refusals[0].detail if len(refusals) == 1 else f"{count} are cordoned or draining"
+    if kind == "move":
+        return refusals[0].detail if len(refusals) == 1 else f"{count} are ruled out by the move"
     if kind == "metadata":
         if every:
             return f"no machine matches metadata {describe_metadata(req)}"

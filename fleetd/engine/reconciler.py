@@ -211,6 +211,7 @@ class Engine:
                   for a in [*(u.assignment for u in plan.updates), *(p.assignment for p in plan.placements)]}
         first = self._evict_ops(plan)
         then = ([self.registry.place_op(a) for a in placed.values()]
+                + [self.registry.move_done_op(u) for u in plan.moves_done]
                 + self._pending_ops(plan, held, model.pending)
                 + self.departures.alarm_ops(model, holds, self.registry.alarm_op))
         decided = time.monotonic()

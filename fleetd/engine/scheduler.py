@@ -22,7 +22,7 @@ from fleetd.engine.decision import (
     Update,
 )
 from fleetd.engine.evictions import evictions
-from fleetd.engine.lifecycle import keep_stuck
+from fleetd.engine.lifecycle import keep_stuck, moves_done
 from fleetd.engine.placement import place_all
 from fleetd.model.unit import Assignment, Unit
 
@@ -39,11 +39,13 @@ def schedule(snapshot: Snapshot) -> Decision:
     outcome = place_all(snapshot, board)
     still = [name for name in kept if board.where.get(name) == snapshot.assignments[name].machine]
     evicted, pending, stay = keep_stuck(evicted + outcome.evictions, outcome.pending)
+    placed = {p.assignment.unit for p in outcome.placements}
     return Decision(
         evictions=tuple(evicted),
         placements=tuple(outcome.placements),
         updates=_updates(snapshot, still + stay),
         pending=tuple(pending),
+        moves_done=tuple(moves_done(snapshot, placed, stay)),
     )
 
 

@@ -1,8 +1,8 @@
 """The leader's in-memory model of the registry, fed by listings and watch events (pure).
 
 Owns what the leader knows between passes: unit records, live machines, assignments, pending
-reasons, raised alarms, operators' machine states (cordoned, draining) and the unit files it
-has parsed. `load` replaces one prefix's contents from a listing (at leadership start, or
+reasons, raised alarms, operators' machine states (cordoned, draining) and move requests, and the unit
+files it has parsed. `load` replaces one prefix's contents from a listing (at leadership start, or
 after a compaction); `apply` folds one watch event in; `record_commit`
 folds in the leader's own writes as soon as etcd accepted them, so the next pass never acts on
 a stale view. Each key remembers the revision it was last changed at, so an event older than
@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from fleetd.engine.decision import BINPACK, Snapshot, UnitSpec
 from fleetd.errors import InvalidInput
+from fleetd.model.lifecycle import Move
 from fleetd.model.machine import Machine
 from fleetd.model.requirements import Requirements, parse_requirements
 from fleetd.model.unit import Assignment, Unit
@@ -28,7 +29,7 @@ from fleetd.registry import codec
 from fleetd.registry.keys import Keys
 from fleetd.registry.kv import Delete, KeyValue, Op, Put, WatchEvent
 
-SECTIONS = ("machines", "assign", "pending", "units", "alarms", "machine_states")
+SECTIONS = ("machines", "assign", "pending", "units", "alarms", "machine_states", "moves")
 T = TypeVar("T")
 
 
@@ -43,6 +44,7 @@ class LeaderView:
         self.pending: dict[str, str] = {}
         self.alarms: dict[str, str] = {}  # kind -> record
         self.machine_states: dict[str, str] = {}  # machine -> cordoned or draining
+        self.moves: dict[str, Move] = {}  # unit -> an operator's move request
         self.specs: dict[str, UnitSpec] = {}
         self.invalid: dict[str, str] = {}  # unit -> why its stored file cannot be used
         self.version = 0
@@ -56,7 +58,8 @@ class LeaderView:
     def prefix(self, section: str) -> str:
         return {"machines": self.keys.machines, "assign": self.keys.assign,
                 "pending": self.keys.pending, "units": self.keys.units,
-                "alarms": self.keys.alarms, "machine_states": self.keys.machine_states}[section]
+                "alarms": self.keys.alarms, "machine_states": self.keys.machine_states,
+                "moves": self.keys.moves}[section]
 
     def load(self, section: str, items: Iterable[KeyValue], revision: int) -> None:
         """Replace everything under one section with a listing read at `revision`."""
@@ -105,6 +108,8 @@ class LeaderView:
             self.alarms.clear()
         elif section == "machine_states":
             self.machine_states.clear()
+        elif section == "moves":
+            self.moves.clear()
         else:
             self.units.clear()
             self.specs.clear()
@@ -128,6 +133,8 @@ class LeaderView:
             return _store(self.alarms, key[len(keys.alarms):], value)
         if key.startswith(keys.machine_states):
             return self._put_machine_state(key[len(keys.machine_states):], value)
+        if key.startswith(keys.moves):
+            return self._put_move(key[len(keys.moves):], value)
         return False
 
     def _delete(self, key: str, revision: int) -> bool:
@@ -155,7 +162,15 @@ class LeaderView:
             return self.alarms.pop(key[len(keys.alarms):], None) is not None
         if key.startswith(keys.machine_states):
             return self.machine_states.pop(key[len(keys.machine_states):], None) is not None
+        if key.startswith(keys.moves):
+            return self.moves.pop(key[len(keys.moves):], None) is not None
         return False
+
+    def _put_move(self, unit: str, value: str) -> bool:
+        found = codec.decode_move(unit, value)
+        if found is None:
+            return self.moves.pop(unit, None) is not None
+        return _store(self.moves, unit, found)
 
     def _put_machine_state(self, machine: str, value: str) -> bool:
         found = codec.decode_machine_state(value)
@@ -235,7 +250,7 @@ class LeaderView:
         """What the scheduler reads: units with usable files, live machines, assignments."""
         return Snapshot(units=dict(self.specs), machines=dict(self.machines),
                         assignments=dict(self.assignments), policy=policy,
-                        machine_states=dict(self.machine_states))
+                        machine_states=dict(self.machine_states), moves=dict(self.moves))
 
 
 def _uses_specifiers(unitfile: UnitFile) -> bool:

@@ -37,6 +37,16 @@ class MachineState:
         return self.state in STORED
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """An operator's request to move `unit` off machine `away` (onto `to`, or wherever the
+    scheduler puts it when `to` is "")."""
+
+    unit: str
+    away: str
+    to: str = ""
+
+
 def parse_requested(text: object) -> str:
     """The state a request asks for; InvalidInput naming the choices otherwise."""
     if not isinstance(text, str) or text not in REQUESTABLE:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from fleetd.errors import InvalidInput
-from fleetd.model.lifecycle import MachineState
+from fleetd.model.lifecycle import MachineState, Move
 from fleetd.model.machine import Machine
 from fleetd.model.resources import Resources
 from fleetd.model.states import SystemdState, TargetState, UnitState
@@ -107,3 +107,19 @@ def decode_machine_state(text: str) -> MachineState | None:
     if not isinstance(state, str) or not state:
         return None
     return MachineState(state=state, since=since if isinstance(since, str) else "")
+
+
+def encode_move(m: Move) -> str:
+    return _dump({"from": m.away, "to": m.to})
+
+
+def decode_move(unit: str, text: str) -> Move | None:
+    """A stored move request; None for a record that does not decode (it is ignored)."""
+    try:
+        data = _load(text)
+    except InvalidInput:
+        return None
+    away, to = data.get("from"), data.get("to", "")
+    if not isinstance(away, str) or not isinstance(to, str):
+        return None
+    return Move(unit=unit, away=away, to=to)

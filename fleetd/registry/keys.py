@@ -15,6 +15,8 @@
     <prefix>exec-out/<id>/<seq>       the owning host's output for request <id>; on its lease
     <prefix>metadata/<machine>        dynamic metadata set by PATCH /machines (JSON map; no lease)
     <prefix>machine-state/<machine>   cordoned or draining, set by an operator (JSON; no lease)
+    <prefix>moves/<unit>              an operator's request to move a unit (JSON; the leader
+                                      deletes it once the unit moved, or could not)
 """
 
 from __future__ import annotations
@@ -86,6 +88,13 @@ class Keys:
 
     def machine_state(self, machine_id: str) -> str:
         return f"{self.machine_states}{machine_id}"
+
+    @property
+    def moves(self) -> str:
+        return f"{self.prefix}moves/"
+
+    def move(self, unit: str) -> str:
+        return f"{self.moves}{unit}"
 
     @property
     def leader(self) -> str:

@@ -165,3 +165,48 @@ async def test_summary_and_watch_show_machine_states(rig: Rig) -> None:
         "machineID": rig.mid("b"), "state": "cordoned"}
     assert watch._extra(keys, "machine-states", found.key, None) == {
         "machineID": rig.mid("b"), "state": "ready", "deleted": True}
+
+
+async def test_move_without_machine_goes_elsewhere(rig: Rig) -> None:
+    await rig.start("m.service")
+    (home,) = rig.where("m.service")
+    run = await rig.fleetctl("move", "m", "--timeout", "20")
+    assert run.code == 0, run
+    await eventually(lambda: rig.where("m.service") not in ([], [home]))
+    (now,) = rig.where("m.service")
+    assert run.out == f"Unit m.service moved from {rig.mid(home)[:8]} to {rig.mid(now)[:8]}\n"
+
+
+async def test_move_to_a_machine(rig: Rig) -> None:
+    await rig.start("m.service")
+    (home,) = rig.where("m.service")
+    target = next(n for n in "abc" if n != home)
+    run = await rig.fleetctl("move", "m.service", rig.mid(target)[:5], "--timeout", "20")
+    assert run.code == 0, run
+    await eventually(lambda: rig.where("m.service") == [target])
+
+
+async def test_move_refusals_change_nothing(rig: Rig) -> None:
+    await rig.start("pinned.service", extra="[X-Fleet]\nMachineMetadata=host=a\n")
+    await rig.start("g.service", extra="[X-Fleet]\nGlobal=true\n")
+    await rig.cluster.submit("idle.service", HELLO, TargetState.INACTIVE)
+    await rig.fleetctl("cordon", rig.mid("c"))
+    cases = {
+        ("move", "pinned", rig.mid("b")): "cannot move to machine",
+        ("move", "pinned"): "cannot move to any other machine",
+        ("move", "ghost"): "unit does not exist",
+        ("move", "g"): "is global",
+        ("move", "idle"): "is not placed on any machine",
+        ("move", "pinned", rig.mid("a")): "runs on machine",
+        ("move", "pinned", "ffff"): "no machine matches",
+    }
+    for argv, message in cases.items():
+        run = await rig.fleetctl(*argv)
+        assert run.code == 1 and message in run.err, (argv, run)
+    run = await rig.fleetctl("move", "pinned", rig.mid("b"))
+    assert "do not match metadata host=a" in run.err or "does not match metadata" in run.err
+    moved = await rig.cluster.registry.kv.get_prefix(rig.cluster.registry.keys.moves)
+    assert moved.items == () and rig.where("pinned.service") == ["a"]
+    other = await rig.start("free.service") or rig.where("free.service")[0]
+    run = await rig.fleetctl("move", "free", rig.mid("c"))
+    assert run.code == 1 and "is cordoned" in run.err and rig.where("free.service") == [other]

@@ -143,3 +143,37 @@ def test_resolve(query: str, expected: str) -> None:
 def test_resolve_refuses(query: str, known: list[str], error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         lifecycle.resolve(query, known, None)
+
+
+# moves ---------------------------------------------------------------------------------------
+
+
+def with_move(snapshot: Snapshot, unit: str, away: str, to: str = "") -> Snapshot:
+    return replace(snapshot, moves={unit: lifecycle.Move(unit, away, to)})
+
+
+def test_a_move_without_target_goes_where_the_scheduler_puts_it_but_not_home() -> None:
+    plan = schedule(with_move(snap([spec("a.service")], THREE, {"a.service": M1}), "a.service", M1))
+    assert evicted(plan) == {"a.service": f"moved off machine {M1[:8]} by an operator"}
+    assert placed(plan)["a.service"] in (M2, M3) and plan.moves_done == ("a.service",)
+
+
+def test_a_move_to_a_machine_goes_there_only() -> None:
+    plan = schedule(with_move(snap([spec("a.service")], THREE, {"a.service": M1}), "a.service", M1, M3))
+    assert placed(plan) == {"a.service": M3}
+
+
+def test_a_move_the_target_refuses_keeps_the_unit_and_ends() -> None:
+    units = [spec("a.service"), spec("b.service", conflicts=("a.service",))]
+    snapshot = snap(units, THREE, {"a.service": M1, "b.service": M2})
+    plan = schedule(with_move(snapshot, "a.service", M1, M2))
+    assert evicted(plan) == {} and placed(plan) == {}
+    assert "conflicts with b.service" in pending(plan)["a.service"]
+    assert plan.moves_done == ("a.service",)
+
+
+def test_a_move_of_a_unit_that_left_its_machine_already_is_withdrawn() -> None:
+    plan = schedule(with_move(snap([spec("a.service")], THREE, {"a.service": M2}), "a.service", M1))
+    assert plan.moves_done == ("a.service",) and evicted(plan) == {}
+    plan = schedule(with_move(snap([], THREE), "gone.service", M1))
+    assert plan.moves_done == ("gone.service",)
