@@ -28,15 +28,21 @@ _PATTERNS = tuple((re.compile(pattern), name) for pattern, name in (
      "metadata"),
     (r"machine \S+ (is not \S+ )?\(MachineID\)", "machine_id"),
     (r"machine \S+ went away", "machine_gone"),
+    (r"(machine \S+ is (draining|cordoned)|\d+ machines are cordoned)", "draining"),
+    (r"moved off machine |machine \S+ (is the machine it moves|is not \S+, where it moves)",
+     "moved"),
+    (r"failed on |machine \S+ failed it already", "failed"),
     (r"unit no longer exists", "unit_removed"),
     (r"desired state is ", "desired_state"),
     (r"global units ", "global"),
 ))
 PENDING_CATEGORIES = ("resources", "conflicts", "replaced", "peer", "metadata", "machine_id",
-                      "no_machines", "template", "mass_failure", "other")
+                      "no_machines", "template", "mass_failure", "draining", "moved", "failed",
+                      "other")
 AUTH_FAILURES = ("missing", "invalid", "locked_out")
 EVICTION_CATEGORIES = ("machine_gone", "unit_removed", "desired_state", "conflicts", "replaced",
-                       "peer", "metadata", "machine_id", "global", "template", "other")
+                       "peer", "metadata", "machine_id", "global", "template", "draining", "moved",
+                       "failed", "other")
 
 
 def category(reason: str) -> str:

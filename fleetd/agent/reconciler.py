@@ -234,9 +234,11 @@ class Agent:
                 [u for u in candidates if u.name not in refused])
 
     def _note_published(self, desired: dict[str, Desired]) -> set[str]:
-        """Tell the publisher each desired unit's Publish= ports; the units whose ports changed."""
-        ports = {n: r.publish for n, d in desired.items()
-                 if (r := self._requirements_of(n, d.hash)) is not None and r.publish}
+        """Tell the publisher each desired unit's Publish= ports and which units reschedule on
+        failure; return the units whose ports changed."""
+        reqs = {n: r for n, d in desired.items() if (r := self._requirements_of(n, d.hash)) is not None}
+        ports = {n: r.publish for n, r in reqs.items() if r.publish}
+        self.host.reschedule = {n for n, r in reqs.items() if r.reschedule is not None}
         old, self.host.published = self.host.published, ports
         return {n for n in old.keys() | ports.keys() if old.get(n) != ports.get(n)}
 

@@ -34,7 +34,10 @@ class Snapshot:
 
     `policy` is the cluster-wide default (binpack or spread); a unit's `Policy=` overrides it.
     `machine_states`: machines an operator cordoned or is draining (`fleetd.model.lifecycle`);
-    `moves`: units an operator asked to move, by name.
+    `moves`: units an operator asked to move, by name. From the failure records
+    (`fleetd.engine.failures`): `failed`, the machines each unit's current file failed on
+    (barred for it); `reschedule_now`, the units to take off the machine that failed them;
+    `gave_up`, the units that stay failed, with why.
     """
 
     units: Mapping[str, UnitSpec]
@@ -43,6 +46,9 @@ class Snapshot:
     policy: str = BINPACK
     machine_states: Mapping[str, str] = field(default_factory=dict)
     moves: Mapping[str, Move] = field(default_factory=dict)
+    failed: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    reschedule_now: frozenset[str] = frozenset()
+    gave_up: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,10 @@ units, and a unit an operator moves (`fleetctl move`, kept off the machine it le
 the one it goes to by `barred`), leave their machine (`leaving`): they are evicted softly,
 placed by the normal placement step wherever their Conflicts, MachineOf and resources allow,
 and those that fit nowhere stay where they are (`keep_stuck`) with the reason as their
-pending reason. A move request is withdrawn once it is done or cannot be (`moves_done`).
-Global units are untouched: each agent decides them for its own machine.
+pending reason. A unit that failed on its machine (RescheduleOnFailure) leaves it the same way
+and is kept off every machine that failed its current file (`failed_here`). A move request is
+withdrawn once it is done or cannot be (`moves_done`). Global units are untouched: each agent
+decides them for its own machine.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ def closed(snapshot: Snapshot, machine: str) -> str | None:
     """Why `machine` takes no new units (cordoned or draining), or None."""
     state = snapshot.machine_states.get(machine)
     return f"is {state}" if state in STORED else None
+
+
+def failed_here(snapshot: Snapshot, name: str, machine: str) -> str | None:
+    """Why an earlier failure there keeps the unit `name` off `machine`, or None."""
+    return "failed it already (RescheduleOnFailure)" if machine in snapshot.failed.get(name, ()) else None
 
 
 def barred(snapshot: Snapshot, name: str, machine: str) -> str | None:
@@ -41,9 +48,16 @@ def leaving(snapshot: Snapshot, name: str) -> str | None:
     move = snapshot.moves.get(name)
     if move is not None and move.away == machine:
         return f"moved off machine {machine[:8]} by an operator"
+    if name in snapshot.reschedule_now:
+        return f"failed on machine {machine[:8]}; placed elsewhere (RescheduleOnFailure)"
     if snapshot.machine_states.get(machine) == DRAINING:
         return f"machine {machine[:8]} is draining"
     return None
+
+
+def gave_up(snapshot: Snapshot) -> list[Pending]:
+    """Units that stay failed because their RescheduleAttempts are used up, with why."""
+    return [Pending(unit, reason) for unit, reason in sorted(snapshot.gave_up.items())]
 
 
 def moves_done(snapshot: Snapshot, placed: Collection[str], stuck: Collection[str]) -> list[str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fleetd.engine.board import UNLIMITED, Board, fits
 from fleetd.engine.decision import BINPACK, Evict, Pending, Place, Snapshot, UnitSpec
 from fleetd.engine.evictions import machine_refusal
-from fleetd.engine.lifecycle import barred, closed
+from fleetd.engine.lifecycle import barred, closed, failed_here
 from fleetd.engine.reasons import Refusal, known, summarize
 from fleetd.model.names import parse_name
 from fleetd.model.requirements import replaces
@@ -282,6 +282,9 @@ def _check(
     kept_off = barred(snapshot, name, machine)
     if kept_off:
         return Refusal("move", f"machine {machine[:8]} {kept_off}", machine=machine)
+    failed = failed_here(snapshot, name, machine)
+    if failed:
+        return Refusal("failed", f"machine {machine[:8]} {failed}", machine=machine)
     replaced = board.displaced(name, req, machine)
     displaced = replaced + board.followers(replaced, machine)
     rivals = board.conflicting(name, req, machine, displacing=displaced)

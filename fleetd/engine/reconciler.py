@@ -23,8 +23,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from fleetd.engine import failures
 from fleetd.engine.departure_memory import Departures
 from fleetd.engine.departures import Holds, restrict
+from fleetd.engine.failures import FailureMemory
 from fleetd.engine.scheduler import BINPACK, Decision, schedule
 from fleetd.engine.view import SECTIONS, LeaderView
 from fleetd.errors import Fenced, RegistryUnavailable
@@ -62,6 +64,7 @@ class Engine:
         self.brake = brake
         self.clock = clock
         self.departures = Departures(timing, brake)
+        self.failures = FailureMemory()
         self.machine_id = machine_id
         self.lease = lease
         self.interval = interval
@@ -72,7 +75,7 @@ class Engine:
         self._deposed = False
         self._leader_present: bool | None = None  # the leader key, as its watch last showed it
         self._decided: tuple[object, ...] = ()  # (model version, holds) the last complete pass decided on
-        self._due: float | None = None  # when a hold on a vanished machine ends
+        self._due: float | None = None  # when a hold on a vanished machine or a reschedule delay ends
         self._last_pending: dict[str, str] = {}
         self.log = get_logger("engine", machine=machine_id[:8])
 
@@ -142,6 +145,7 @@ class Engine:
         self._decided = ()
         self._due = None
         self.departures = Departures(self.timing, self.brake)
+        self.failures = FailureMemory()
         self._last_pending = {}
 
     # the leader's session ------------------------------------------------------------------
@@ -201,17 +205,21 @@ class Engine:
         """One pass, if the model or the holds changed since the last one: decide and commit."""
         await self._fetch_files(model)
         holds = self._holds(model)
-        decision = (model.version, holds.machines, holds.fenced)
+        failed = self.failures.verdict(model.failures, model.units, model.specs, model.assignments,
+                                       self.clock())
+        self._due = min((d for d in (holds.due, failed.due) if d is not None), default=None)
+        decision = (model.version, holds.machines, holds.fenced, failed.key)
         if decision == self._decided:
             return
         started = time.monotonic()
-        snapshot, held = restrict(model.snapshot(self.policy), holds)
+        snapshot, held = restrict(failures.apply(model.snapshot(self.policy), failed), holds)
         plan = await asyncio.to_thread(schedule, snapshot)  # the heart keeps beating meanwhile
         placed = {self.registry.keys.assignment(a.machine, a.unit): a
                   for a in [*(u.assignment for u in plan.updates), *(p.assignment for p in plan.placements)]}
         first = self._evict_ops(plan)
         then = ([self.registry.place_op(a) for a in placed.values()]
                 + [self.registry.move_done_op(u) for u in plan.moves_done]
+                + [self.registry.forget_failure_op(u, m) for u, m in failed.stale]
                 + self._pending_ops(plan, held, model.pending)
                 + self.departures.alarm_ops(model, holds, self.registry.alarm_op))
         decided = time.monotonic()

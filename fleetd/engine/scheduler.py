@@ -22,7 +22,7 @@ from fleetd.engine.decision import (
     Update,
 )
 from fleetd.engine.evictions import evictions
-from fleetd.engine.lifecycle import keep_stuck, moves_done
+from fleetd.engine.lifecycle import gave_up, keep_stuck, moves_done
 from fleetd.engine.placement import place_all
 from fleetd.model.unit import Assignment, Unit
 
@@ -44,7 +44,7 @@ def schedule(snapshot: Snapshot) -> Decision:
         evictions=tuple(evicted),
         placements=tuple(outcome.placements),
         updates=_updates(snapshot, still + stay),
-        pending=tuple(pending),
+        pending=tuple(pending + gave_up(snapshot)),
         moves_done=tuple(moves_done(snapshot, placed, stay)),
     )
 

@@ -123,3 +123,16 @@ def decode_move(unit: str, text: str) -> Move | None:
     if not isinstance(away, str) or not isinstance(to, str):
         return None
     return Move(unit=unit, away=away, to=to)
+
+
+def encode_failure(digest: str) -> str:
+    return _dump({"hash": digest})
+
+
+def decode_failure(text: str) -> str | None:
+    """The file hash a failure record names; None for a record that does not decode."""
+    try:
+        digest = _load(text).get("hash")
+    except InvalidInput:
+        return None
+    return digest if isinstance(digest, str) else None

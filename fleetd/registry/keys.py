@@ -17,6 +17,9 @@
     <prefix>machine-state/<machine>   cordoned or draining, set by an operator (JSON; no lease)
     <prefix>moves/<unit>              an operator's request to move a unit (JSON; the leader
                                       deletes it once the unit moved, or could not)
+    <prefix>failed/<unit>/<machine>   the unit (RescheduleOnFailure=true) failed there: the file
+                                      hash that failed (JSON; no lease: the leader forgets it
+                                      once the unit is gone or has a new file)
 """
 
 from __future__ import annotations
@@ -95,6 +98,13 @@ class Keys:
 
     def move(self, unit: str) -> str:
         return f"{self.moves}{unit}"
+
+    @property
+    def failures(self) -> str:
+        return f"{self.prefix}failed/"
+
+    def failure(self, unit: str, machine_id: str) -> str:
+        return f"{self.failures}{unit}/{machine_id}"
 
     @property
     def leader(self) -> str:

@@ -356,6 +356,10 @@ class Registry:
         """Withdraw an operator's move request (it is done, or cannot be)."""
         return Delete(self.keys.move(unit))
 
+    def forget_failure_op(self, unit: str, machine: str) -> Op:
+        """Delete a failure record that no longer matters (unit gone, or a new unit file)."""
+        return Delete(self.keys.failure(unit, machine))
+
     def alarm_op(self, kind: str, record: str | None) -> Op:
         """Raise (or, record None, clear) the alarm `kind`."""
         key = self.keys.alarm(kind)
