@@ -75,6 +75,9 @@ class Recorder(Protocol):
     def engine_failure(self, reason: str) -> None:
         """A pass or leadership session failed: `etcd_unavailable` or `leadership_lost`."""
 
+    def unit_files_deleted(self, count: int) -> None:
+        """The leader deleted `count` unit files no unit referenced (fleetd.engine.file_gc)."""
+
     def etcd_request(self, op: str, seconds: float | None, error: str | None) -> None:
         """One etcd call of kind `op`; `seconds` None for calls that wait by design (watch
         reads); `error` a short code (`unavailable`, `deadline_exceeded`, ...) or None."""
@@ -107,6 +110,9 @@ class NoRecorder:
         return None
 
     def engine_failure(self, reason: str) -> None:
+        return None
+
+    def unit_files_deleted(self, count: int) -> None:
         return None
 
     def etcd_request(self, op: str, seconds: float | None, error: str | None) -> None:

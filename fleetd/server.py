@@ -75,7 +75,8 @@ class Node:
 
 def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agent_ttl: float,
              reconcile_interval: float, run_engine: bool, policy: str = "binpack",
-             fence_grace: float = 2.0, brake: bool = True, recorder: Recorder | None = None) -> Node:
+             fence_grace: float = 2.0, brake: bool = True, recorder: Recorder | None = None,
+             file_gc_grace: float = 60.0) -> Node:
     """Wire heart, agent, publisher and engine for one machine (adapters chosen by the caller)."""
     timing = Liveness(agent_ttl=agent_ttl, fence_grace=fence_grace)
     heart = Heart(registry, machine, timing)
@@ -87,7 +88,7 @@ def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agen
     heart.on_fence_change(agent.wakeup.poke)
     systemd.on_change(publisher.unit_changed)
     engine = (Engine(registry, machine.id, heart, reconcile_interval, policy, timing, brake,
-                     recorder=recorder)
+                     recorder=recorder, file_gc_grace=file_gc_grace)
               if run_engine else None)
     return Node(heart=heart, agent=agent, publisher=publisher, engine=engine,
                 executor=Executor(registry, machine.id, lambda: heart.lease))
@@ -116,7 +117,8 @@ async def run(cfg: FleetConfig) -> None:
     node = assemble(registry, systemd, machine, agent_ttl=cfg.agent_ttl,
                     reconcile_interval=cfg.engine_reconcile_interval,
                     run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy,
-                    fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics)
+                    fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics,
+                    file_gc_grace=cfg.unit_file_gc_grace)
     app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
                    relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render,
                    recorder=metrics, machine_id=machine.id, policy=cfg.scheduler_policy)

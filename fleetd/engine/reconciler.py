@@ -8,7 +8,8 @@ to date from the events. A pass reads nothing from etcd (only
 a unit file the model has never seen is fetched, once per content hash); it runs when the
 model changed since the last pass, and its writes go out in fenced txns of at most 128 ops,
 a few in flight at once, evictions before placements. A prefix is listed again only after a
-compaction made its watch lose history.
+compaction made its watch lose history. Alongside, the leader deletes unit files no unit
+references any more (`fleetd.engine.file_gc`).
 
 Its writes are fenced with the leader key's create revision, so a deposed leader's late writes
 are refused and it steps down; it also steps down when the leader key's watch shows the key
@@ -23,10 +24,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from fleetd.engine import failures
+from fleetd.engine import failures, file_gc
 from fleetd.engine.departure_memory import Departures
 from fleetd.engine.departures import Holds, restrict
 from fleetd.engine.failures import FailureMemory
+from fleetd.engine.file_gc import FileCollector
 from fleetd.engine.scheduler import BINPACK, Decision, schedule
 from fleetd.engine.view import SECTIONS, LeaderView
 from fleetd.errors import Fenced, RegistryUnavailable
@@ -57,7 +59,7 @@ class Engine:
     def __init__(self, registry: Registry, machine_id: str, lease: LeaseSource,
                  interval: float, policy: str = BINPACK, timing: Liveness | None = None,
                  brake: bool = True, clock: Callable[[], float] = time.monotonic,
-                 recorder: Recorder | None = None) -> None:
+                 recorder: Recorder | None = None, file_gc_grace: float = 60.0) -> None:
         self.registry = registry
         self.recorder = recorder or NoRecorder()
         self.timing = timing = timing or Liveness()
@@ -65,6 +67,7 @@ class Engine:
         self.clock = clock
         self.departures = Departures(timing, brake)
         self.failures = FailureMemory()
+        self.file_gc_grace = file_gc_grace
         self.machine_id = machine_id
         self.lease = lease
         self.interval = interval
@@ -167,6 +170,22 @@ class Engine:
             for section, revision in revisions.items():
                 spawn(group, self._follow(model, section, revision), f"engine-{section}")
             spawn(group, self._passes(model), "engine-passes")
+            spawn(group, self._collect_files(model), "engine-file-gc")
+
+    async def _collect_files(self, model: LeaderView) -> None:
+        """Delete unit files no unit references, every `file_gc.period` (see fleetd.engine.file_gc)."""
+        collector = FileCollector(self.registry, self.file_gc_grace, self.clock,
+                                  self.recorder.unit_files_deleted)
+        while True:
+            await asyncio.sleep(file_gc.period(self.file_gc_grace))
+            try:
+                deleted = await collector.collect([u.hash for u in model.units.values()],
+                                                  self.token or 0)
+            except RegistryUnavailable as exc:
+                self.log.warning("etcd unavailable; unit file cleanup skipped", error=str(exc))
+                continue
+            if deleted:
+                self.log.info("unit files deleted: no unit referenced them", files=deleted)
 
     async def _relist(self, model: LeaderView, section: str) -> int:
         listing = await self.registry.kv.get_prefix(model.prefix(section))
