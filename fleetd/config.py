@@ -18,6 +18,8 @@ from fleetd.errors import ConfigError, InvalidInput
 from fleetd.model.resources import parse_size
 
 DEFAULT_CONFIG_PATH = "/etc/fleet/fleet.conf"
+#: What a reload (SIGHUP) applies while running; any other change needs a restart.
+RELOADABLE = ("metadata", "capacity_cpu", "capacity_memory", "verbosity")
 DEPRECATED_KEYS = frozenset({"verify_units", "authorized_keys_file", "enable_grpc", "disable_watches",
                              "token_limit", "systemd_user"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -205,3 +207,12 @@ def _describe(exc: ValidationError) -> str:
         key = ".".join(str(p) for p in err["loc"]) or "config"
         parts.append(f"invalid value for {key}: {err['msg']}")
     return "; ".join(parts)
+
+
+def reload_changes(running: FleetConfig, new: FleetConfig) -> tuple[FleetConfig, list[str], list[str]]:
+    """What a reload does: the configuration to run with from now on (the running one with the
+    reloadable changes of `new`), the keys it applies, and the changed keys that need a restart."""
+    changed = [k for k in FleetConfig.model_fields if getattr(running, k) != getattr(new, k)]
+    applied = [k for k in changed if k in RELOADABLE]
+    merged = running.model_copy(update={k: getattr(new, k) for k in applied})
+    return merged, applied, [k for k in changed if k not in RELOADABLE]

@@ -1,11 +1,13 @@
 """The composition root: picks the concrete adapters, starts and supervises every task.
 
 Tasks: heart (presence lease), agent, publisher, executor (remote status/journal/restart),
-engine (unless disable_engine) and the HTTP API. A task that crashes is logged once and
-stops the daemon; systemd restarts it.
-SIGTERM/SIGINT stop gracefully: the engine resigns so another leader takes over at once;
-the host's units keep running (unless stop_units_on_shutdown) and the machine lease is left
-to expire, so a quick restart moves nothing.
+engine (unless disable_engine), the config reloader and the HTTP API. A task that crashes is
+logged once and stops the daemon; systemd restarts it.
+SIGHUP reloads the configuration (`fleetd.reload`: metadata, capacity and log level apply at
+once, other changes are logged as needing a restart). SIGTERM/SIGINT stop gracefully: the
+engine resigns so another leader takes over at once; the host's units keep running (unless
+stop_units_on_shutdown) and the machine lease is left to expire, so a quick restart moves
+nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fleetd.agent.executor import Executor
 from fleetd.agent.heart import Heart
 from fleetd.agent.identity import local_machine
 from fleetd.agent.local import HostUnits
+from fleetd.agent.metadata import MetadataOverlay
 from fleetd.agent.metadata import attach as attach_metadata
 from fleetd.agent.publisher import Publisher
 from fleetd.agent.reconciler import Agent
@@ -42,6 +45,7 @@ from fleetd.observe import Recorder
 from fleetd.registry.etcd import EtcdAuth, EtcdKV, TLSFiles
 from fleetd.registry.keys import Keys, normalize_prefix
 from fleetd.registry.store import Registry
+from fleetd.reload import Reloader
 from fleetd.systemd.base import UnitManager
 from fleetd.systemd.dbus import DbusUnitManager
 
@@ -55,6 +59,8 @@ class Node:
     publisher: Publisher
     engine: Engine | None
     executor: Executor | None = None  # runs status/journal/restart asked through the registry
+    overlay: MetadataOverlay | None = None  # publishes the machine record (metadata, capacity)
+    reloader: Reloader | None = None  # applies SIGHUP reloads
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
@@ -68,6 +74,8 @@ class Node:
                 tasks.append(spawn(group, self.executor.run(), "executor"))
             if self.engine is not None:
                 tasks.append(spawn(group, self.engine.run(), "engine"))
+            if self.reloader is not None:
+                tasks.append(spawn(group, self.reloader.run(), "config-reload"))
             await stop.wait()
             for task in tasks:
                 task.cancel()
@@ -83,7 +91,7 @@ def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agen
     host = HostUnits()
     publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease, host, ip=machine.ip)
     agent = Agent(registry, systemd, machine, publisher, host, heart, recorder=recorder)
-    attach_metadata(registry, heart, agent)
+    overlay = attach_metadata(registry, heart, agent)
     heart.on_new_lease(publisher.republish_all)
     heart.on_fence_change(agent.wakeup.poke)
     systemd.on_change(publisher.unit_changed)
@@ -91,11 +99,11 @@ def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agen
                      recorder=recorder, file_gc_grace=file_gc_grace)
               if run_engine else None)
     return Node(heart=heart, agent=agent, publisher=publisher, engine=engine,
-                executor=Executor(registry, machine.id, lambda: heart.lease))
+                executor=Executor(registry, machine.id, lambda: heart.lease), overlay=overlay)
 
 
-async def run(cfg: FleetConfig) -> None:
-    """Run fleetd until a signal or a fatal error."""
+async def run(cfg: FleetConfig, config_path: str | None = None) -> None:
+    """Run fleetd until a signal or a fatal error; SIGHUP reloads `config_path` (fleetd.reload)."""
     log = get_logger("server")
     tcp = access.tcp_access(cfg)  # refuses an unprotected TCP listener before anything starts
     for warning in tcp.warnings if tcp else ():
@@ -131,8 +139,9 @@ async def run(cfg: FleetConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stopper(stop, log))
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
-        "SIGHUP ignored: reloading the configuration needs a restart (systemctl restart fleet)"))
+    if node.overlay is not None:
+        node.reloader = Reloader(cfg, node.overlay, config_path)
+        loop.add_signal_handler(signal.SIGHUP, node.reloader.request)
     try:
         await node.run(stop)
     finally:
