@@ -65,6 +65,7 @@ COMMANDS: tuple[Command, ...] = (
     lifecycle.CORDON,
     lifecycle.DRAIN,
     lifecycle.UNCORDON,
+    lifecycle.UNLOCK,
     move.MOVE,
 )
 LOCAL_VERBS = ("version", "help", "completion")

@@ -297,9 +297,22 @@ class Client:
         _, text = await self._request("POST", ("units", name, "move"), body=body)
         return _decode(schema.MoveResult, text)
 
-    async def set_machine_state(self, machine: str, state: str) -> schema.MachineStateChange:
-        """Cordon, drain or uncordon (`ready`) `machine`: an id, a unique prefix or `self`."""
-        body = schema.MachineStateRequest(state=state)
+    async def lock_machine(self, machine: str, max_parallel: int) -> schema.LockState:
+        """Take a slot of the maintenance lock for `machine`; ApiError 409 while it is busy."""
+        body = schema.LockRequest(max_parallel=max_parallel)
+        _, text = await self._request("POST", ("machines", machine, "lock"), body=body)
+        return _decode(schema.LockState, text)
+
+    async def unlock_machine(self, machine: str) -> schema.LockState:
+        """Release `machine`'s slot of the maintenance lock; ApiError 404 if it holds none."""
+        _, text = await self._request("DELETE", ("machines", machine, "lock"))
+        return _decode(schema.LockState, text)
+
+    async def set_machine_state(self, machine: str, state: str,
+                                if_locked: bool = False) -> schema.MachineStateChange:
+        """Cordon, drain or uncordon (`ready`) `machine`: an id, a unique prefix or `self`;
+        `if_locked`: only if it holds the maintenance lock."""
+        body = schema.MachineStateRequest(state=state, if_locked=if_locked)
         _, text = await self._request("PUT", ("machines", machine, "state"), body=body)
         return _decode(schema.MachineStateChange, text)
 

@@ -66,6 +66,7 @@ class FleetConfig(BaseModel):
     mass_failure_brake: bool = True
     engine_reconcile_interval: float = Field(default=2.0, gt=0)
     unit_file_gc_grace: float = Field(default=60.0, gt=0)
+    maintenance_lock_ttl: float = Field(default=600.0, ge=10)
     disable_engine: bool = False
     units_directory: str = "/run/fleet/units/"
     verbosity: int = Field(default=0, ge=0)
@@ -95,7 +96,7 @@ class FleetConfig(BaseModel):
     _meta = field_validator("metadata", mode="before")(parse_metadata)
 
     @field_validator("agent_ttl", "fence_grace", "engine_reconcile_interval", "etcd_request_timeout",
-                     "unit_file_gc_grace", mode="before")
+                     "unit_file_gc_grace", "maintenance_lock_ttl", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)

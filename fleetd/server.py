@@ -1,6 +1,7 @@
 """The composition root: picks the concrete adapters, starts and supervises every task.
 
-Tasks: heart (presence lease), agent, publisher, executor (remote status/journal/restart),
+Tasks: heart (presence lease, and alongside it the maintenance-lock keeper), agent, publisher,
+executor (remote status/journal/restart),
 engine (unless disable_engine), the config reloader and the HTTP API. A task that crashes is
 logged once and stops the daemon; systemd restarts it.
 SIGHUP reloads the configuration (`fleetd.reload`: metadata, capacity and log level apply at
@@ -24,6 +25,7 @@ from fleetd.agent.executor import Executor
 from fleetd.agent.heart import Heart
 from fleetd.agent.identity import local_machine
 from fleetd.agent.local import HostUnits
+from fleetd.agent.maintenance import LockKeeper
 from fleetd.agent.metadata import MetadataOverlay
 from fleetd.agent.metadata import attach as attach_metadata
 from fleetd.agent.publisher import Publisher
@@ -84,7 +86,7 @@ class Node:
 def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agent_ttl: float,
              reconcile_interval: float, run_engine: bool, policy: str = "binpack",
              fence_grace: float = 2.0, brake: bool = True, recorder: Recorder | None = None,
-             file_gc_grace: float = 60.0) -> Node:
+             file_gc_grace: float = 60.0, lock_ttl: float = 600.0) -> Node:
     """Wire heart, agent, publisher and engine for one machine (adapters chosen by the caller)."""
     timing = Liveness(agent_ttl=agent_ttl, fence_grace=fence_grace)
     heart = Heart(registry, machine, timing)
@@ -92,6 +94,7 @@ def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agen
     publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease, host, ip=machine.ip)
     agent = Agent(registry, systemd, machine, publisher, host, heart, recorder=recorder)
     overlay = attach_metadata(registry, heart, agent)
+    heart.run_alongside(LockKeeper(registry, machine.id, lock_ttl).run)
     heart.on_new_lease(publisher.republish_all)
     heart.on_fence_change(agent.wakeup.poke)
     systemd.on_change(publisher.unit_changed)
@@ -126,10 +129,11 @@ async def run(cfg: FleetConfig, config_path: str | None = None) -> None:
                     reconcile_interval=cfg.engine_reconcile_interval,
                     run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy,
                     fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics,
-                    file_gc_grace=cfg.unit_file_gc_grace)
+                    file_gc_grace=cfg.unit_file_gc_grace, lock_ttl=cfg.maintenance_lock_ttl)
     app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
                    relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render,
-                   recorder=metrics, machine_id=machine.id, policy=cfg.scheduler_policy)
+                   recorder=metrics, machine_id=machine.id, policy=cfg.scheduler_policy,
+                   lock_ttl=cfg.maintenance_lock_ttl)
     runner = await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
                          tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
     log.info("fleetd started", version=__version__, machine=machine.id, ip=machine.ip,

@@ -1,8 +1,10 @@
-"""cordon, drain and uncordon: take a machine out of scheduling, empty it, put it back.
+"""cordon, drain, uncordon and unlock: take a machine out of scheduling, empty it, put it back.
 
 MACHINE is a machine id, a unique prefix of one, or `--self` (the machine whose fleetd answers:
 for scripts that run on the host itself). The state lives in the registry and outlives a
-reboot; `drain --wait` follows the drain until nothing movable is left (fleetctl.draining).
+reboot; `drain --wait` follows the drain until nothing movable is left, and `drain --lock`
+first takes the cluster-wide maintenance lock, which `uncordon` (or `unlock`) gives back
+(fleetctl.draining).
 """
 
 from __future__ import annotations
@@ -36,16 +38,21 @@ async def change(ctx: Context, args: argparse.Namespace, state: str) -> str | No
     machine = machine_of(ctx, args)
     if machine is None:
         return None
+    if_locked = bool(getattr(args, "if_locked", False))
     try:
-        done = await ctx.client.set_machine_state(machine, state)
+        done = await ctx.client.set_machine_state(machine, state, if_locked)
     except ApiError as exc:
         ctx.warn(f"Error: {exc.message}")
         return None
     short = done.machine_id[:8]
-    if done.previous == done.state:
+    if if_locked and not done.unlocked:
+        ctx.say(f"Machine {short} holds no maintenance lock: left {done.state}")
+    elif done.previous == done.state:
         ctx.say(f"Machine {short} is already {_word(done.state)}")
     else:
         ctx.say(f"Machine {short} {_verb(state)} (was {done.previous})")
+    if done.unlocked:
+        ctx.say(f"Maintenance lock of machine {short} released")
     return done.machine_id
 
 
@@ -66,21 +73,43 @@ async def run_uncordon(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def run_drain(ctx: Context, args: argparse.Namespace) -> int:
+    deadline = draining.Deadline(args.timeout)
+    if args.lock:
+        machine = machine_of(ctx, args)
+        if machine is None or not await draining.take_lock(ctx, machine, args.max_parallel, deadline):
+            return 1
     machine = await change(ctx, args, "draining")
     if machine is None:
         return 1
     if not args.wait:
         return 0
-    return await draining.wait_drained(ctx, machine, args.timeout)
+    return await draining.wait_drained(ctx, machine, deadline)
+
+
+async def run_unlock(ctx: Context, args: argparse.Namespace) -> int:
+    machine = machine_of(ctx, args)
+    if machine is None:
+        return 1
+    try:
+        done = await ctx.client.unlock_machine(machine)
+    except ApiError as exc:
+        ctx.warn(f"Error: {exc.message}")
+        return 1
+    ctx.say(f"Maintenance lock of machine {done.machine_id[:8]} released")
+    return 0
 
 
 def _configure_drain(parser: argparse.ArgumentParser) -> None:
     add_machine_arg(parser)
     parser.add_argument("--wait", action="store_true",
                         help="wait until nothing movable is left on the machine, printing progress")
+    parser.add_argument("--lock", action="store_true",
+                        help="first take the cluster-wide maintenance lock (wait while it is busy)")
+    parser.add_argument("--max-parallel", type=int, default=1, metavar="N",
+                        help="with --lock: at most N machines hold the lock at once (default 1)")
     parser.add_argument("--timeout", type=float, default=draining.DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="with --wait: give up after SECONDS, print what is left and exit 1 "
-                        f"(default {draining.DEFAULT_TIMEOUT:g}; 0 = no limit)")
+                        help="with --wait or --lock: give up after SECONDS in all, say what is left "
+                        f"and exit 1 (default {draining.DEFAULT_TIMEOUT:g}; 0 = no limit)")
 
 
 CORDON = Command(
@@ -93,14 +122,28 @@ CORDON = Command(
 DRAIN = Command(
     "drain",
     "Cordon a machine and move its units to other machines (global units stay)",
-    "fleetctl drain MACHINE|--self [--wait] [--timeout SECONDS]",
+    "fleetctl drain MACHINE|--self [--lock [--max-parallel N]] [--wait] [--timeout SECONDS]",
     _configure_drain,
     run_drain,
 )
+UNLOCK = Command(
+    "unlock",
+    "Release the maintenance lock a machine holds (for a host that will not come back)",
+    "fleetctl unlock MACHINE|--self",
+    add_machine_arg,
+    run_unlock,
+)
+def _configure_uncordon(parser: argparse.ArgumentParser) -> None:
+    add_machine_arg(parser)
+    parser.add_argument("--if-locked", action="store_true",
+                        help="only if the machine holds the maintenance lock (for a unit that "
+                        "uncordons after the reboot of a rolling maintenance)")
+
+
 UNCORDON = Command(
     "uncordon",
-    "Make a cordoned or drained machine schedulable again",
-    "fleetctl uncordon MACHINE|--self",
-    add_machine_arg,
+    "Make a cordoned or drained machine schedulable again; give up its maintenance lock",
+    "fleetctl uncordon MACHINE|--self [--if-locked]",
+    _configure_uncordon,
     run_uncordon,
 )

@@ -48,6 +48,7 @@ SNAPSHOTS_KEY = web.AppKey("snapshots", Snapshots)
 RELAY_KEY = web.AppKey("relay", relay.Relay)
 SELF_KEY = web.AppKey("machine_id", str)
 POLICY_KEY = web.AppKey("policy", str)
+LOCK_TTL_KEY = web.AppKey("lock_ttl", float)
 MAX_BODY = 64 * 1024 * 1024  # a POST /units of MAX_BATCH entries with sizeable unit files
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 W = TypeVar("W", bound=schema.Wire)
@@ -232,6 +233,17 @@ async def put_machine_state(request: web.Request) -> web.Response:
                                                 request.app[SELF_KEY] or None))
 
 
+async def lock_machine(request: web.Request) -> web.Response:
+    body = await _json_body(request, schema.LockRequest)
+    return _reply(await lifecycle_api.lock(_reg(request), request.match_info["machine"], body,
+                                           request.app[SELF_KEY] or None, request.app[LOCK_TTL_KEY]))
+
+
+async def unlock_machine(request: web.Request) -> web.Response:
+    return _reply(await lifecycle_api.unlock(_reg(request), request.match_info["machine"],
+                                             request.app[SELF_KEY] or None))
+
+
 async def move_unit(request: web.Request) -> web.Response:
     body = await _json_body(request, schema.MoveRequest)
     return _reply(await moves_api.move_unit(_reg(request), request.match_info["name"], body,
@@ -334,6 +346,8 @@ def _add_routes(app: web.Application, prefix: str) -> None:
         (unit + "/move", {"POST": move_unit}, "POST"),
         (prefix + "/machines", {"GET": list_machines, "PATCH": patch_machines}, "GET and PATCH"),
         (prefix + "/machines/{machine}/state", {"PUT": put_machine_state}, "PUT"),
+        (prefix + "/machines/{machine}/lock", {"POST": lock_machine, "DELETE": unlock_machine},
+         "POST and DELETE"),
         (prefix + "/discovery", {"GET": get_openapi}, "GET"),
         (prefix + "/watch", {"GET": watch}, "GET"),
         (prefix + "/alarms", {"GET": list_alarms}, "GET"),
@@ -434,6 +448,7 @@ def make_app(
     lockout: lockout_api.Lockout | None = None,
     machine_id: str = "",
     policy: str = "binpack",
+    lock_ttl: float = 600.0,
 ) -> web.Application:
     """The API application over `registry`; pages hold at most `page_limit` items.
 
@@ -442,7 +457,8 @@ def make_app(
     writing its requests without a lease). `metrics` renders GET /metrics (body, content type).
     `recorder` counts refused tokens; `lockout` remembers them per address (default: a fresh
     `Lockout` with the standard policy). `machine_id`: this fleetd's machine (what `self` means
-    in /machines/self/...); `policy`: the cluster's scheduler policy (a move is checked with it).
+    in /machines/self/...); `policy`: the cluster's scheduler policy (a move is checked with
+    it); `lock_ttl`: the maintenance lock's lease TTL.
     """
     middlewares: list[Middleware] = [errors_middleware]
     if tcp_token is not None:
@@ -457,6 +473,7 @@ def make_app(
     app[RELAY_KEY] = relayed or relay.Relay(registry, lambda: 0)
     app[SELF_KEY] = machine_id
     app[POLICY_KEY] = policy
+    app[LOCK_TTL_KEY] = lock_ttl
     for prefix in PREFIXES:
         _add_routes(app, prefix)
     root = app.router.add_resource("/")

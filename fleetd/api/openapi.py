@@ -24,7 +24,8 @@ _MODELS: tuple[type[schema.Wire], ...] = (
     schema.UnitState,
     schema.StatePage, schema.MachinePage, schema.AlarmList, schema.ErrorBody,
     schema.EndpointList, schema.Leader, Summary, schema.MachineStateRequest,
-    schema.MachineStateChange, schema.MoveRequest, schema.MoveResult,
+    schema.MachineStateChange, schema.MoveRequest, schema.MoveResult, schema.LockRequest,
+    schema.LockState,
 )
 _ERRORS = {
     400: "invalid input: body, unit name, options, [X-Fleet] requirements, desired state, token",
@@ -205,6 +206,14 @@ def _lifecycle_paths() -> dict[str, Any]:
             "uncordon (ready) a machine; a state it is in already changes nothing",
             "requestBody": _body(schema.MachineStateRequest),
             "responses": _responses({200: schema.MachineStateChange}, 400, 404, 415)}},
+        f"{PREFIX}/machines/{{machine}}/lock": {"parameters": [_MACHINE], "post": {
+            "operationId": "lockMachine", "summary": "Take (or keep) a slot of the cluster-wide "
+            "maintenance lock for the machine: at most maxParallel machines hold it; 409 while "
+            "it is busy", "requestBody": _body(schema.LockRequest),
+            "responses": _responses({200: schema.LockState}, 400, 404, 409, 415)},
+            "delete": {"operationId": "unlockMachine", "summary": "Release the machine's slot "
+                       "(a holder that will not come back)",
+                       "responses": _responses({200: schema.LockState}, 400, 404)}},
         f"{PREFIX}/units/{{name}}/move": {"parameters": [_NAME], "post": {
             "operationId": "moveUnit", "summary": "Re-place one unit: on machineID (an id, a "
             "unique prefix or self) or wherever the scheduler puts it now, never where it is; "

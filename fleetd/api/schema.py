@@ -157,17 +157,41 @@ class Machine(Wire):
 
 
 class MachineStateRequest(Wire):
-    """The body of PUT /machines/<id>/state: ready (uncordon), cordoned or draining."""
+    """The body of PUT /machines/<id>/state: ready (uncordon), cordoned or draining.
+    `ifLocked` (with ready): only if the machine holds the maintenance lock (a boot-time unit)."""
 
     state: str
+    if_locked: bool = _json("ifLocked", default=False)
 
 
 class MachineStateChange(Wire):
-    """What PUT /machines/<id>/state did: the machine it resolved to, its state before and now."""
+    """What PUT /machines/<id>/state did: the machine it resolved to, its state before and now,
+    and (uncordon) whether it gave up a maintenance lock."""
 
     machine_id: str = _json("machineID")
     previous: str
     state: str
+    unlocked: bool = False
+
+
+class LockRequest(Wire):
+    """The body of POST /machines/<id>/lock: how many machines may hold the lock at once."""
+
+    max_parallel: int = _json("maxParallel", default=1)
+
+
+class LockHolder(Wire):
+    machine_id: str = _json("machineID")
+    slot: int
+    since: str = ""
+
+
+class LockState(Wire):
+    """The maintenance lock after a request: the machine asked about and every holder."""
+
+    machine_id: str = _json("machineID")
+    held: bool
+    holders: list[LockHolder] = Field(default_factory=list)
 
 
 class MoveRequest(Wire):

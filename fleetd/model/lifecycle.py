@@ -47,6 +47,32 @@ class Move:
     to: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """A machine holding slot `slot` of the maintenance lock since `since`, on `lease`."""
+
+    machine: str
+    slot: int
+    since: str = ""
+    lease: int = 0
+
+
+MAX_PARALLEL = 64
+
+
+def check_parallel(value: object) -> int:
+    """--max-parallel: how many machines may be in maintenance at once (1..MAX_PARALLEL)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PARALLEL:
+        raise InvalidInput(f"maxParallel must be a whole number from 1 to {MAX_PARALLEL}, not {value!r}")
+    return value
+
+
+def busy_message(holders: Iterable[LockHolder], limit: int) -> str:
+    """Why the lock cannot be had now, naming its holders."""
+    shown = ", ".join(f"{h.machine[:8]} (since {h.since or '?'})" for h in holders)
+    return f"maintenance lock busy: {limit} of {limit} held by {shown} (max-parallel {limit})"
+
+
 def parse_requested(text: object) -> str:
     """The state a request asks for; InvalidInput naming the choices otherwise."""
     if not isinstance(text, str) or text not in REQUESTABLE:

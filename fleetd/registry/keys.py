@@ -17,6 +17,9 @@
     <prefix>machine-state/<machine>   cordoned or draining, set by an operator (JSON; no lease)
     <prefix>moves/<unit>              an operator's request to move a unit (JSON; the leader
                                       deletes it once the unit moved, or could not)
+    <prefix>maintenance/<slot>        the maintenance lock: slot 0..N-1 of the semaphore, held by a
+                                      machine (JSON), on a lease of its own that the holder's
+                                      fleetd keeps alive
     <prefix>failed/<unit>/<machine>   the unit (RescheduleOnFailure=true) failed there: the file
                                       hash that failed (JSON; no lease: the leader forgets it
                                       once the unit is gone or has a new file)
@@ -98,6 +101,13 @@ class Keys:
 
     def move(self, unit: str) -> str:
         return f"{self.moves}{unit}"
+
+    @property
+    def maintenance(self) -> str:
+        return f"{self.prefix}maintenance/"
+
+    def maintenance_slot(self, slot: int) -> str:
+        return f"{self.maintenance}{slot}"
 
     @property
     def failures(self) -> str:
