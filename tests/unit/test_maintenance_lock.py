@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from test_fleetctl_lifecycle import Rig, rig  # noqa: F401  (the fixture)
 from test_loops import HELLO
 
