@@ -36,6 +36,7 @@ from fleetctl.commands import (
     lifecycle,
     listing,
     move,
+    rebalance,
 )
 from fleetctl.commands import remote as remote_commands
 from fleetctl.commands.base import Command, Context
@@ -67,6 +68,7 @@ COMMANDS: tuple[Command, ...] = (
     lifecycle.UNCORDON,
     lifecycle.UNLOCK,
     move.MOVE,
+    rebalance.REBALANCE,
 )
 LOCAL_VERBS = ("version", "help", "completion")
 GLOBAL_FLAGS = {  # flag -> (default, type, help)

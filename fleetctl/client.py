@@ -297,6 +297,11 @@ class Client:
         _, text = await self._request("POST", ("units", name, "move"), body=body)
         return _decode(schema.MoveResult, text)
 
+    async def rebalance_plan(self, max_moves: int) -> list[schema.RebalanceMove]:
+        """The moves fleetd's scheduler would make to restore the placement goal, in order."""
+        plan = await self._get(schema.RebalancePlan, "rebalance", params={"maxMoves": str(max_moves)})
+        return plan.moves
+
     async def lock_machine(self, machine: str, max_parallel: int) -> schema.LockState:
         """Take a slot of the maintenance lock for `machine`; ApiError 409 while it is busy."""
         body = schema.LockRequest(max_parallel=max_parallel)

@@ -31,7 +31,7 @@ async def run_move(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     try:
         async with asyncio.timeout(args.timeout if args.timeout > 0 else None):
-            where = await _arrived(ctx, name, result.away)
+            where = await arrived(ctx, name, result.away)
     except TimeoutError:
         ctx.warn(f"Error: unit {name} did not arrive on {to} within {args.timeout:g} s (--timeout); "
                  "see fleetctl list-unit-files")
@@ -40,7 +40,7 @@ async def run_move(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _arrived(ctx: Context, name: str, away: str) -> str:
+async def arrived(ctx: Context, name: str, away: str) -> str:
     """Wait until the unit is placed off `away` and in its desired state there; its machine."""
     while True:
         unit = await ctx.client.get_unit(name)

@@ -244,6 +244,11 @@ async def unlock_machine(request: web.Request) -> web.Response:
                                              request.app[SELF_KEY] or None))
 
 
+async def get_rebalance(request: web.Request) -> web.Response:
+    max_moves = moves_api.parse_max_moves(request.query.get("maxMoves"))
+    return _reply(await moves_api.rebalance_plan(_reg(request), max_moves, request.app[POLICY_KEY]))
+
+
 async def move_unit(request: web.Request) -> web.Response:
     body = await _json_body(request, schema.MoveRequest)
     return _reply(await moves_api.move_unit(_reg(request), request.match_info["name"], body,
@@ -352,6 +357,7 @@ def _add_routes(app: web.Application, prefix: str) -> None:
         (prefix + "/watch", {"GET": watch}, "GET"),
         (prefix + "/alarms", {"GET": list_alarms}, "GET"),
         (prefix + "/leader", {"GET": get_leader}, "GET"),
+        (prefix + "/rebalance", {"GET": get_rebalance}, "GET"),
         (prefix + "/summary", {"GET": get_summary}, "GET"),
         (prefix + "/alarms/{kind}", {"DELETE": clear_alarm}, "DELETE"),
         (prefix + "/endpoints", {"GET": list_endpoints}, "GET"),

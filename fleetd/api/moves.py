@@ -7,7 +7,8 @@ pure scheduler decides the move as the leader will: if it would not place the un
 target (or, without one, anywhere but its current machine) the answer is 409 with the
 scheduler's reason and nothing is written. Otherwise the request goes to `moves/<unit>` and
 the leader carries it out (evict, place, delete the request), and the answer says where the
-unit is going.
+unit is going. GET /fleet/v1/rebalance plans moves the same way (`fleetd.engine.rebalance`);
+fleetctl makes them with this endpoint, batch by batch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import replace
 
 from fleetd.api import lifecycle as lifecycle_api
 from fleetd.api import schema
+from fleetd.engine import rebalance
 from fleetd.engine.decision import BINPACK, Snapshot
 from fleetd.engine.scheduler import schedule
 from fleetd.engine.view import SECTIONS, LeaderView
@@ -65,6 +67,25 @@ async def move_unit(reg: Registry, name: str, body: schema.MoveRequest, self_id:
     going = decide(snapshot, move)
     await reg.kv.put(reg.keys.move(name), codec.encode_move(move))
     return 202, schema.MoveResult(name=name, away=current, to=going)
+
+
+MAX_PLAN = 1000
+
+
+def parse_max_moves(text: str | None) -> int:
+    """`?maxMoves=` (1..MAX_PLAN, default 20)."""
+    if text is None or text == "":
+        return 20
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PLAN:
+        raise InvalidInput(f"maxMoves must be a whole number from 1 to {MAX_PLAN}")
+    return int(text)
+
+
+async def rebalance_plan(reg: Registry, max_moves: int, policy: str = BINPACK) -> Result:
+    """The moves that would restore the placement goal now (nothing is written)."""
+    steps = rebalance.plan(await snapshot_now(reg, policy), max_moves)
+    return 200, schema.RebalancePlan(moves=[schema.RebalanceMove(unit=s.unit, away=s.away, to=s.to,
+                                                                 why=s.why) for s in steps])
 
 
 def _movable(snapshot: Snapshot, name: str) -> str:

@@ -25,7 +25,7 @@ _MODELS: tuple[type[schema.Wire], ...] = (
     schema.StatePage, schema.MachinePage, schema.AlarmList, schema.ErrorBody,
     schema.EndpointList, schema.Leader, Summary, schema.MachineStateRequest,
     schema.MachineStateChange, schema.MoveRequest, schema.MoveResult, schema.LockRequest,
-    schema.LockState,
+    schema.LockState, schema.RebalancePlan,
 )
 _ERRORS = {
     400: "invalid input: body, unit name, options, [X-Fleet] requirements, desired state, token",
@@ -214,6 +214,11 @@ def _lifecycle_paths() -> dict[str, Any]:
             "delete": {"operationId": "unlockMachine", "summary": "Release the machine's slot "
                        "(a holder that will not come back)",
                        "responses": _responses({200: schema.LockState}, 400, 404)}},
+        f"{PREFIX}/rebalance": {"get": {
+            "operationId": "rebalancePlan", "summary": "The moves that would restore the spread or "
+            "binpack goal now, in order (nothing is written; fleetctl rebalance makes them)",
+            "parameters": [_query("maxMoves", "at most this many moves (1..1000, default 20)")],
+            "responses": _responses({200: schema.RebalancePlan}, 400)}},
         f"{PREFIX}/units/{{name}}/move": {"parameters": [_NAME], "post": {
             "operationId": "moveUnit", "summary": "Re-place one unit: on machineID (an id, a "
             "unique prefix or self) or wherever the scheduler puts it now, never where it is; "

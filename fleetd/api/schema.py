@@ -208,6 +208,19 @@ class MoveResult(Wire):
     to: str
 
 
+class RebalanceMove(Wire):
+    """One step of a rebalance plan: move `unit` from `from` to `to`, because `why`."""
+
+    unit: str
+    away: str = _json("from")
+    to: str
+    why: str
+
+
+class RebalancePlan(Wire):
+    moves: list[RebalanceMove]
+
+
 class MachinePage(Wire):
     machines: list[Machine]
     next_page_token: str | None = _json("nextPageToken", default=None)

@@ -55,6 +55,21 @@ def for_hosts(name: str, tmp_path: Path) -> str:
     return str(path)
 
 
+def _next_turn(cluster: LocalCluster, rebooted: list[str]) -> str:
+    """The next host that asks for its reboot; on a timeout the failure shows every host's
+    maintenance journal."""
+    try:
+        return cluster.wait_until(lambda: next(
+            (h for h in cluster.running_hosts() if h not in rebooted and cluster.host_exec(
+                h, "test", "-e", REBOOT_MARK, check=False).returncode == 0), None),
+            TURN_TIMEOUT, "the next host asking for its reboot")
+    except AssertionError as exc:
+        journals = [cluster.host_exec(h, "journalctl", "--no-pager", "-n", "15", "-u",
+                                      "maintenance.service", "-u", "maintenance-uncordon.service",
+                                      check=False).stdout for h in cluster.running_hosts()]
+        raise AssertionError(f"{exc}\nrebooted so far: {rebooted}\n" + "\n".join(journals)) from None
+
+
 class Monitor(threading.Thread):
     """Samples active instances (each host's systemd) and hosts in maintenance (list-machines)."""
 
@@ -94,10 +109,7 @@ def test_rolling_maintenance_keeps_two_of_three_up_and_one_host_at_a_time(
         cluster.host_exec(host, "systemctl", "start", "--no-block", "maintenance.service")
     rebooted: list[str] = []
     while len(rebooted) < len(cluster.hosts()):
-        host = cluster.wait_until(lambda: next(
-            (h for h in cluster.running_hosts() if h not in rebooted and cluster.host_exec(
-                h, "test", "-e", REBOOT_MARK, check=False).returncode == 0), None),
-            TURN_TIMEOUT, "the next host asking for its reboot")
+        host = _next_turn(cluster, rebooted)
         assert states(cluster)[host] == "drained"
         cluster.stop_host(host)
         cluster.start_host(host)
