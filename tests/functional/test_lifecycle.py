@@ -1,4 +1,5 @@
-"""Real cluster: cordon, drain, uncordon and move, driven through fleetctl.
+"""Real cluster: cordon, drain, uncordon, move, RescheduleOnFailure and reload (SIGHUP), driven
+through fleetctl and systemctl.
 
 Where a unit runs is asked of the hosts' own systemd; fleet's view (list-machines' STATE,
 list-unit-files' REASON) is checked separately. 3 hosts h1..h3 with metadata host=hN. Machine
@@ -82,3 +83,44 @@ def test_cordon_refuses_new_units_and_move_places_one_where_asked(cluster: Local
     moved = cluster.fleetctl("move", "c.0.service", cluster.machine_id("h3"), timeout=150)
     assert moved.stdout.startswith("Unit c.0.service moved from ")
     assert wait_active(cluster, "c.0.service") == ["h3"]
+
+
+def test_a_unit_that_fails_on_its_host_is_started_on_another(cluster: LocalCluster,
+                                                               tmp_path: Path) -> None:
+    for host in ("h2", "h3"):  # so that it lands on h1, where it fails
+        cluster.fleetctl("cordon", cluster.machine_id(host))
+    path = tmp_path / "flaky.service"
+    path.write_text("[Unit]\nDescription=fails on h1\n[Service]\nType=exec\n"
+                    "ExecStart=/bin/bash -c '[ \"$$(cat /proc/sys/kernel/hostname)\" != h1 ] || exit 1; "
+                    "while true; do sleep 5; done'\n"
+                    "[X-Fleet]\nRescheduleOnFailure=true\nRescheduleDelay=1s\n")
+    cluster.fleetctl("start", "--no-block", str(path))
+
+    def failed_on_h1() -> bool:
+        probe = cluster.host_exec("h1", "systemctl", "is-failed", "flaky.service", check=False)
+        return probe.stdout.strip() == "failed"
+
+    cluster.wait_until(failed_on_h1, MOVE_TIMEOUT, "flaky.service failed on h1")
+    for host in ("h2", "h3"):
+        cluster.fleetctl("uncordon", cluster.machine_id(host))
+    assert wait_active(cluster, "flaky.service") in (["h2"], ["h3"])
+
+
+def test_reload_applies_new_metadata_without_restarting_fleetd(cluster: LocalCluster,
+                                                               tmp_path: Path) -> None:
+    pid = cluster.fleet_main_pid("h3")
+    path = write_unit(tmp_path, "ssd.service", "\n[X-Fleet]\nMachineMetadata=disk=ssd\n")
+    cluster.fleetctl("start", "--no-block", path)
+    conf = "/etc/fleet/fleet.conf"
+    cluster.host_exec("h3", "sed", "-i", "s/^metadata=host=h3$/metadata=host=h3,disk=ssd/", conf)
+    cluster.host_exec("h3", "sh", "-c", f"echo agent_ttl=9s >>{conf}")  # needs a restart: ignored
+    try:
+        cluster.host_exec("h3", "systemctl", "reload", "fleet")
+        assert wait_active(cluster, "ssd.service") == ["h3"]
+        assert cluster.fleet_main_pid("h3") == pid  # no restart
+        log = cluster.host_exec("h3", "journalctl", "-u", "fleet", "--no-pager", "-n", "200").stdout
+        assert "these changes need a restart" in log and "agent_ttl" in log
+    finally:
+        cluster.host_exec("h3", "sed", "-i", "-e", "s/^metadata=host=h3,disk=ssd$/metadata=host=h3/",
+                          "-e", "/^agent_ttl=9s$/d", conf, check=False)
+        cluster.host_exec("h3", "systemctl", "reload", "fleet", check=False)
