@@ -67,6 +67,7 @@ class FleetConfig(BaseModel):
     engine_reconcile_interval: float = Field(default=2.0, gt=0)
     unit_file_gc_grace: float = Field(default=60.0, gt=0)
     maintenance_lock_ttl: float = Field(default=600.0, ge=10)
+    drain_batch: int = Field(default=4, ge=0)
     disable_engine: bool = False
     units_directory: str = "/run/fleet/units/"
     verbosity: int = Field(default=0, ge=0)

@@ -86,7 +86,7 @@ class Node:
 def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agent_ttl: float,
              reconcile_interval: float, run_engine: bool, policy: str = "binpack",
              fence_grace: float = 2.0, brake: bool = True, recorder: Recorder | None = None,
-             file_gc_grace: float = 60.0, lock_ttl: float = 600.0) -> Node:
+             file_gc_grace: float = 60.0, lock_ttl: float = 600.0, drain_batch: int = 4) -> Node:
     """Wire heart, agent, publisher and engine for one machine (adapters chosen by the caller)."""
     timing = Liveness(agent_ttl=agent_ttl, fence_grace=fence_grace)
     heart = Heart(registry, machine, timing)
@@ -99,7 +99,7 @@ def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agen
     heart.on_fence_change(agent.wakeup.poke)
     systemd.on_change(publisher.unit_changed)
     engine = (Engine(registry, machine.id, heart, reconcile_interval, policy, timing, brake,
-                     recorder=recorder, file_gc_grace=file_gc_grace)
+                     recorder=recorder, file_gc_grace=file_gc_grace, drain_batch=drain_batch)
               if run_engine else None)
     return Node(heart=heart, agent=agent, publisher=publisher, engine=engine,
                 executor=Executor(registry, machine.id, lambda: heart.lease), overlay=overlay)
@@ -129,7 +129,8 @@ async def run(cfg: FleetConfig, config_path: str | None = None) -> None:
                     reconcile_interval=cfg.engine_reconcile_interval,
                     run_engine=not cfg.disable_engine, policy=cfg.scheduler_policy,
                     fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics,
-                    file_gc_grace=cfg.unit_file_gc_grace, lock_ttl=cfg.maintenance_lock_ttl)
+                    file_gc_grace=cfg.unit_file_gc_grace, lock_ttl=cfg.maintenance_lock_ttl,
+                    drain_batch=cfg.drain_batch)
     app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
                    relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render,
                    recorder=metrics, machine_id=machine.id, policy=cfg.scheduler_policy,

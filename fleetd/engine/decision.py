@@ -37,7 +37,9 @@ class Snapshot:
     `moves`: units an operator asked to move, by name. From the failure records
     (`fleetd.engine.failures`): `failed`, the machines each unit's current file failed on
     (barred for it); `reschedule_now`, the units to take off the machine that failed them;
-    `gave_up`, the units that stay failed, with why.
+    `gave_up`, the units that stay failed, with why. `drain_slots`: how many units may leave
+    draining machines in this pass (None: all; the engine holds back the next batch until the
+    last one runs, `fleetd.engine.drain_flight`).
     """
 
     units: Mapping[str, UnitSpec]
@@ -49,17 +51,21 @@ class Snapshot:
     failed: Mapping[str, frozenset[str]] = field(default_factory=dict)
     reschedule_now: frozenset[str] = frozenset()
     gave_up: Mapping[str, str] = field(default_factory=dict)
+    drain_slots: int | None = None  # how many more units may leave draining machines now
+    drain_kept: frozenset[str] = frozenset()  # units found unable to leave (they take no slot)
 
 
 @dataclass(frozen=True, slots=True)
 class Evict:
-    """`soft`: the unit leaves only to move (its machine is draining); if no other machine
-    can take it, it stays where it is."""
+    """`soft`: the unit leaves only to move (its machine is draining, an operator moves it, it
+    failed there); if no other machine can take it, it stays where it is. `drain`: it leaves
+    a draining machine."""
 
     unit: str
     machine: str
     reason: str
     soft: bool = False
+    drain: bool = False
 
 
 @dataclass(frozen=True, slots=True)

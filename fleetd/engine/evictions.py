@@ -26,12 +26,16 @@ def evictions(snapshot: Snapshot) -> tuple[list[str], list[Evict], Board]:
     """Assignments to keep (name order) and those to evict, with reasons; and the board holding
     exactly the kept ones (the placement step goes on from it)."""
     kept, evicted = [], []
+    slots = snapshot.drain_slots
     for name in sorted(snapshot.assignments):
         reason = _invalid_reason(snapshot, name)
+        move = leaving(snapshot, name) if not reason else None
         if reason:
             evicted.append(_evict(snapshot, name, reason))
-        elif (move := leaving(snapshot, name)) is not None:
-            evicted.append(Evict(name, snapshot.assignments[name].machine, move, soft=True))
+        elif move is not None and (not move[1] or slots is None or slots > 0):
+            slots = slots - 1 if move[1] and slots is not None else slots
+            evicted.append(Evict(name, snapshot.assignments[name].machine, move[0], soft=True,
+                                 drain=move[1]))
         else:
             kept.append(name)
     board = Board(snapshot, ())

@@ -42,16 +42,17 @@ def barred(snapshot: Snapshot, name: str, machine: str) -> str | None:
     return None
 
 
-def leaving(snapshot: Snapshot, name: str) -> str | None:
-    """Why the placed unit `name` should move although its placement is valid, or None."""
+def leaving(snapshot: Snapshot, name: str) -> tuple[str, bool] | None:
+    """Why the placed unit `name` should move although its placement is valid, and whether
+    it leaves a draining machine (those go at most `snapshot.drain_slots` a pass), or None."""
     machine = snapshot.assignments[name].machine
     move = snapshot.moves.get(name)
     if move is not None and move.away == machine:
-        return f"moved off machine {machine[:8]} by an operator"
+        return f"moved off machine {machine[:8]} by an operator", False
     if name in snapshot.reschedule_now:
-        return f"failed on machine {machine[:8]}; placed elsewhere (RescheduleOnFailure)"
-    if snapshot.machine_states.get(machine) == DRAINING:
-        return f"machine {machine[:8]} is draining"
+        return f"failed on machine {machine[:8]}; placed elsewhere (RescheduleOnFailure)", False
+    if snapshot.machine_states.get(machine) == DRAINING and name not in snapshot.drain_kept:
+        return f"machine {machine[:8]} is draining", True
     return None
 
 

@@ -22,11 +22,13 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
-from fleetd.engine import failures, file_gc
+from fleetd.engine import drain_flight, failures, file_gc
 from fleetd.engine.departure_memory import Departures
 from fleetd.engine.departures import Holds, restrict
+from fleetd.engine.drain_flight import DrainFlight
 from fleetd.engine.failures import FailureMemory
 from fleetd.engine.file_gc import FileCollector
 from fleetd.engine.scheduler import BINPACK, Decision, schedule
@@ -59,7 +61,8 @@ class Engine:
     def __init__(self, registry: Registry, machine_id: str, lease: LeaseSource,
                  interval: float, policy: str = BINPACK, timing: Liveness | None = None,
                  brake: bool = True, clock: Callable[[], float] = time.monotonic,
-                 recorder: Recorder | None = None, file_gc_grace: float = 60.0) -> None:
+                 recorder: Recorder | None = None, file_gc_grace: float = 60.0,
+                 drain_batch: int = 4) -> None:
         self.registry = registry
         self.recorder = recorder or NoRecorder()
         self.timing = timing = timing or Liveness()
@@ -67,6 +70,8 @@ class Engine:
         self.clock = clock
         self.departures = Departures(timing, brake)
         self.failures = FailureMemory()
+        self.drain_batch = drain_batch
+        self.drain = DrainFlight(drain_batch, clock)
         self.file_gc_grace = file_gc_grace
         self.machine_id = machine_id
         self.lease = lease
@@ -149,6 +154,7 @@ class Engine:
         self._due = None
         self.departures = Departures(self.timing, self.brake)
         self.failures = FailureMemory()
+        self.drain = DrainFlight(self.drain_batch, self.clock)
         self._last_pending = {}
 
     # the leader's session ------------------------------------------------------------------
@@ -215,10 +221,12 @@ class Engine:
             await self.wakeup.wait(self._next_wait())
 
     def _next_wait(self) -> float:
-        """The reconcile interval, or less if a hold on a vanished machine ends sooner."""
+        """The reconcile interval, or less if a hold on a vanished machine ends sooner, or while
+        units that left a draining machine are not running yet."""
+        wait = self.interval if not self.drain.flying else min(self.interval, drain_flight.POLL)
         if self._due is None:
-            return self.interval
-        return min(self.interval, max(0.05, self._due - self.clock()))
+            return wait
+        return min(wait, max(0.05, self._due - self.clock()))
 
     async def reconcile(self, model: LeaderView) -> None:
         """One pass, if the model or the holds changed since the last one: decide and commit."""
@@ -227,11 +235,15 @@ class Engine:
         failed = self.failures.verdict(model.failures, model.units, model.specs, model.assignments,
                                        self.clock())
         self._due = min((d for d in (holds.due, failed.due) if d is not None), default=None)
-        decision = (model.version, holds.machines, holds.fenced, failed.key)
+        await self.drain.settle(self.registry, model)
+        decision = (model.version, holds.machines, holds.fenced, failed.key,
+                    tuple(sorted(self.drain.flying)))
         if decision == self._decided:
             return
         started = time.monotonic()
-        snapshot, held = restrict(failures.apply(model.snapshot(self.policy), failed), holds)
+        snapshot = replace(failures.apply(model.snapshot(self.policy), failed),
+                           drain_slots=self.drain.slots())
+        snapshot, held = restrict(snapshot, holds)
         plan = await asyncio.to_thread(schedule, snapshot)  # the heart keeps beating meanwhile
         placed = {self.registry.keys.assignment(a.machine, a.unit): a
                   for a in [*(u.assignment for u in plan.updates), *(p.assignment for p in plan.placements)]}
@@ -251,6 +263,7 @@ class Engine:
             txns += await self.registry.commit(self.token or 0, then, on_batch=committed)
         except Fenced as exc:
             raise LostLeadership(str(exc)) from exc
+        self.drain.record(plan)
         ops = first + then
         self._decided = () if ops else decision  # after writing, one more pass confirms
         self._report(plan, txns, decided - started, time.monotonic() - decided)

@@ -10,6 +10,8 @@ for itself), but they count toward load, conflicts and resources.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fleetd.engine.decision import (
     BINPACK,
     SPREAD,
@@ -33,20 +35,41 @@ __all__ = [
 
 
 def schedule(snapshot: Snapshot) -> Decision:
-    """Decide evictions, in-place updates and placements for one reconcile pass."""
+    """Decide evictions, in-place updates and placements for one reconcile pass.
+
+    While draining machines may hand on only a few units (`drain_slots`), units that could not
+    leave must not take the slots of those that can: the pass is decided again with them kept
+    where they are (and their reasons kept), until no new one is found.
+    """
+    decision, stuck = _decide(snapshot)
+    held: dict[str, Pending] = {}
+    while snapshot.drain_slots is not None and stuck.keys() - held.keys():
+        held |= stuck
+        snapshot = replace(snapshot, drain_kept=frozenset(held))
+        decision, stuck = _decide(snapshot)
+    if not held:
+        return decision
+    pending = {p.unit: p for p in decision.pending} | held
+    return replace(decision, pending=tuple(pending[u] for u in sorted(pending)))
+
+
+def _decide(snapshot: Snapshot) -> tuple[Decision, dict[str, Pending]]:
+    """One pass; and the units that should have left a draining machine but stay."""
     kept, evicted, board = evictions(snapshot)
     board.add_globals()
     outcome = place_all(snapshot, board)
     still = [name for name in kept if board.where.get(name) == snapshot.assignments[name].machine]
+    drains = {e.unit for e in evicted + outcome.evictions if e.drain}
     evicted, pending, stay = keep_stuck(evicted + outcome.evictions, outcome.pending)
     placed = {p.assignment.unit for p in outcome.placements}
-    return Decision(
+    decision = Decision(
         evictions=tuple(evicted),
         placements=tuple(outcome.placements),
         updates=_updates(snapshot, still + stay),
         pending=tuple(pending + gave_up(snapshot)),
         moves_done=tuple(moves_done(snapshot, placed, stay)),
     )
+    return decision, {p.unit: p for p in pending if p.unit in drains and p.unit in stay}
 
 
 def _updates(snapshot: Snapshot, kept: list[str]) -> tuple[Update, ...]:

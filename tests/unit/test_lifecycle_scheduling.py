@@ -177,3 +177,26 @@ def test_a_move_of_a_unit_that_left_its_machine_already_is_withdrawn() -> None:
     assert plan.moves_done == ("a.service",) and evicted(plan) == {}
     plan = schedule(with_move(snap([], THREE), "gone.service", M1))
     assert plan.moves_done == ("gone.service",)
+
+
+# one batch at a time -------------------------------------------------------------------------
+
+
+def test_a_drain_hands_on_only_as_many_units_as_it_has_slots() -> None:
+    units = [spec(f"u{i}.service") for i in range(3)]
+    snapshot = with_states(snap(units, THREE, {f"u{i}.service": M1 for i in range(3)}), m1="draining")
+    plan = schedule(replace(snapshot, drain_slots=1))
+    assert list(evicted(plan)) == ["u0.service"] and list(placed(plan)) == ["u0.service"]
+    assert pending(plan) == {}  # the others wait their turn without a reason
+    assert evicted(schedule(replace(snapshot, drain_slots=0))) == {}
+    assert len(evicted(schedule(snapshot))) == 3  # no limit
+
+
+def test_units_that_cannot_leave_take_no_slot() -> None:
+    units = [spec("a.service", conflicts=("a*",)), spec("a2.service", conflicts=("a*",)),
+             spec("b.service")]
+    assigned = {"a.service": M1, "a2.service": M2, "b.service": M1}
+    snapshot = with_states(snap(units, [machine(M1), machine(M2)], assigned), m1="draining")
+    plan = schedule(replace(snapshot, drain_slots=1))
+    assert placed(plan) == {"b.service": M2}
+    assert pending(plan)["a.service"].startswith(f"machine {M1[:8]} is draining; it stays")
