@@ -184,3 +184,15 @@ async def test_submit_refuses_bad_values(rig: Rig, tmp_path: Path, option: str, 
     run = await rig.fleetctl("submit", str(path))
     assert run.code == 1 and f"invalid unit bad.service: {message}" in run.err, run
     assert await rig.cluster.registry.get_unit("bad.service") is None
+
+
+async def test_list_units_says_why_a_failed_unit_stays_failed(rig: Rig) -> None:  # noqa: F811
+    for systemd in rig.cluster.systemd.values():
+        systemd.fail_start.add("flaky.service")
+    await rig.cluster.submit("flaky.service", HELLO + FLAKY, TargetState.LAUNCHED)
+
+    async def told() -> bool:
+        run = await rig.fleetctl("list-units")
+        return "flaky.service: failed on 2 machine(s)" in run.err and "failed" in run.out
+
+    await eventually_async(told, timeout=10)
