@@ -62,13 +62,14 @@ lint: $(VENV)/.installed
 	else echo "make: no import-linter contracts configured; skipped" >&2; fi
 
 # Every benchmark prints its figures and records them in docs/benchmarks.md (its own section).
-# bench.engine, bench.cluster, bench.reads and bench.destroy start their own etcd; bench.agent
+# bench.engine, bench.cluster, bench.reads, bench.destroy and bench.file_gc start their own etcd; bench.agent
 # uses (or brings up) the local cluster. bench.cluster's 1,000 agents x 100,000 units take minutes.
 bench: deps
 	$(VENV)/bin/python -m bench.placement --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.engine --suite --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.engine --machines 5000 --units 100000 --incremental --json --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.destroy --units 5000 --record docs/benchmarks.md
+	$(VENV)/bin/python -m bench.file_gc --versions 1000 --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.reads --record docs/benchmarks.md
 	$(VENV)/bin/python -m bench.cluster --agents 1000 --units 100000
 	$(VENV)/bin/python -m bench.agent --record docs/benchmarks.md

@@ -26,7 +26,18 @@ from fleetctl.client import (
     read_token,
     tls_context,
 )
-from fleetctl.commands import activate, alarms, cat, deactivate, destroy, endpoints, listing
+from fleetctl.commands import (
+    activate,
+    alarms,
+    cat,
+    deactivate,
+    destroy,
+    endpoints,
+    lifecycle,
+    listing,
+    move,
+    rebalance,
+)
 from fleetctl.commands import remote as remote_commands
 from fleetctl.commands.base import Command, Context
 from fleetctl.commands.restart import RESTART
@@ -52,6 +63,12 @@ COMMANDS: tuple[Command, ...] = (
     SSH,
     UPDATE,
     endpoints.ENDPOINTS,
+    lifecycle.CORDON,
+    lifecycle.DRAIN,
+    lifecycle.UNCORDON,
+    lifecycle.UNLOCK,
+    move.MOVE,
+    rebalance.REBALANCE,
 )
 LOCAL_VERBS = ("version", "help", "completion")
 GLOBAL_FLAGS = {  # flag -> (default, type, help)

@@ -246,8 +246,10 @@ class Client:
 
     # API ------------------------------------------------------------------------------------
 
-    async def list_units(self) -> list[schema.Unit]:
-        return [u for page in await self._pages(schema.UnitPage, "units") for u in page.units]
+    async def list_units(self, machine_id: str | None = None) -> list[schema.Unit]:
+        """Every unit (only those placed on `machine_id`, if given)."""
+        params = {"machineID": machine_id} if machine_id else None
+        return [u for page in await self._pages(schema.UnitPage, "units", params) for u in page.units]
 
     async def get_unit(self, name: str) -> schema.Unit | None:
         try:
@@ -298,6 +300,36 @@ class Client:
     async def list_machines(self) -> list[schema.Machine]:
         pages = await self._pages(schema.MachinePage, "machines")
         return [m for page in pages for m in page.machines]
+
+    async def move_unit(self, name: str, machine: str | None) -> schema.MoveResult:
+        """Ask fleetd to re-place `name` (on `machine`, or where the scheduler puts it)."""
+        body = schema.MoveRequest(machine_id=machine)
+        _, text = await self._request("POST", ("units", name, "move"), body=body)
+        return _decode(schema.MoveResult, text)
+
+    async def rebalance_plan(self, max_moves: int) -> list[schema.RebalanceMove]:
+        """The moves fleetd's scheduler would make to restore the placement goal, in order."""
+        plan = await self._get(schema.RebalancePlan, "rebalance", params={"maxMoves": str(max_moves)})
+        return plan.moves
+
+    async def lock_machine(self, machine: str, max_parallel: int) -> schema.LockState:
+        """Take a slot of the maintenance lock for `machine`; ApiError 409 while it is busy."""
+        body = schema.LockRequest(max_parallel=max_parallel)
+        _, text = await self._request("POST", ("machines", machine, "lock"), body=body)
+        return _decode(schema.LockState, text)
+
+    async def unlock_machine(self, machine: str) -> schema.LockState:
+        """Release `machine`'s slot of the maintenance lock; ApiError 404 if it holds none."""
+        _, text = await self._request("DELETE", ("machines", machine, "lock"))
+        return _decode(schema.LockState, text)
+
+    async def set_machine_state(self, machine: str, state: str,
+                                if_locked: bool = False) -> schema.MachineStateChange:
+        """Cordon, drain or uncordon (`ready`) `machine`: an id, a unique prefix or `self`;
+        `if_locked`: only if it holds the maintenance lock."""
+        body = schema.MachineStateRequest(state=state, if_locked=if_locked)
+        _, text = await self._request("PUT", ("machines", machine, "state"), body=body)
+        return _decode(schema.MachineStateChange, text)
 
     async def list_alarms(self) -> list[schema.Alarm]:
         """Alarms the engine raised (e.g. mass-failure); [] from a fleetd that has none to tell."""

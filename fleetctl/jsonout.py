@@ -88,6 +88,7 @@ def machine_records(machines: Iterable[schema.Machine]) -> list[Record]:
             "machine": m.id,
             "ip": _or_none(m.primary_ip),
             "metadata": dict(sorted(m.metadata.items())),
+            "state": m.state or "ready",
             "cpu": (m.capacity.cpu or None) if m.capacity else None,
             "memory": (m.capacity.memory or None) if m.capacity else None,
         }
@@ -98,4 +99,4 @@ def machine_records(machines: Iterable[schema.Machine]) -> list[Record]:
 UNIT_KEYS = ("unit", "machine", "ip", "load", "active", "sub", "hash")
 UNIT_FILE_KEYS = ("unit", "hash", "dstate", "state", "target", "ip", "global", "desc", "reason",
                   "tmachine")
-MACHINE_KEYS = ("machine", "ip", "metadata", "cpu", "memory")
+MACHINE_KEYS = ("machine", "ip", "metadata", "state", "cpu", "memory")

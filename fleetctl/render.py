@@ -25,8 +25,8 @@ UNIT_FIELDS = ("unit", "load", "active", "sub", "machine", "hash")
 UNIT_DEFAULT = "unit,machine,active,sub"
 UNIT_FILE_FIELDS = ("unit", "hash", "dstate", "state", "target", "tmachine", "global", "desc", "reason")
 UNIT_FILE_DEFAULT = "unit,hash,dstate,state,target"
-MACHINE_FIELDS = ("machine", "ip", "metadata", "cpu", "memory")
-MACHINE_DEFAULT = "machine,ip,metadata"
+MACHINE_FIELDS = ("machine", "ip", "metadata", "state", "cpu", "memory")
+MACHINE_DEFAULT = "machine,ip,metadata,state"
 TMACHINE_WARNING = 'WARNING: The "tmachine" field is deprecated. Use "target" instead.'
 
 Row = Mapping[str, str]
@@ -215,6 +215,7 @@ def machine_rows(machines: Iterable[schema.Machine], full: bool) -> list[Row]:
             "machine": machine_id_legend(m.id, full),
             "ip": m.primary_ip,
             "metadata": metadata_legend(m.metadata),
+            "state": m.state or "ready",
             "cpu": format_cpu(m.capacity.cpu).split()[0] if m.capacity and m.capacity.cpu else MISSING,
             "memory": format_size(m.capacity.memory) if m.capacity and m.capacity.memory else MISSING,
         }

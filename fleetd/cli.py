@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         logs.configure(cfg.verbosity)
         if ignored:
             logs.get_logger("config").warning("ignoring unknown or deprecated keys", keys=ignored)
-        asyncio.run(server.run(cfg))
+        asyncio.run(server.run(cfg, args.config))
     except ConfigError as exc:
         print(f"fleetd: configuration error: {exc}", file=sys.stderr)
         return 1

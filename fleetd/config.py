@@ -18,6 +18,8 @@ from fleetd.errors import ConfigError, InvalidInput
 from fleetd.model.resources import parse_size
 
 DEFAULT_CONFIG_PATH = "/etc/fleet/fleet.conf"
+#: What a reload (SIGHUP) applies while running; any other change needs a restart.
+RELOADABLE = ("metadata", "capacity_cpu", "capacity_memory", "verbosity")
 DEPRECATED_KEYS = frozenset({"verify_units", "authorized_keys_file", "enable_grpc", "disable_watches",
                              "token_limit", "systemd_user"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -67,6 +69,9 @@ class FleetConfig(BaseModel):
     fence_grace: float = Field(default=2.0, ge=0)
     mass_failure_brake: bool = True
     engine_reconcile_interval: float = Field(default=2.0, gt=0)
+    unit_file_gc_grace: float = Field(default=60.0, gt=0)
+    maintenance_lock_ttl: float = Field(default=600.0, ge=10)
+    drain_batch: int = Field(default=4, ge=0)
     disable_engine: bool = False
     units_directory: str = "/run/fleet/units/"
     verbosity: int = Field(default=0, ge=0)
@@ -100,7 +105,7 @@ class FleetConfig(BaseModel):
     _meta = field_validator("metadata", mode="before")(parse_metadata)
 
     @field_validator("agent_ttl", "fence_grace", "engine_reconcile_interval", "etcd_request_timeout",
-                     mode="before")
+                     "unit_file_gc_grace", "maintenance_lock_ttl", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -237,3 +242,12 @@ def _describe(exc: ValidationError) -> str:
         key = ".".join(str(p) for p in err["loc"]) or "config"
         parts.append(f"invalid value for {key}: {err['msg']}")
     return "; ".join(parts)
+
+
+def reload_changes(running: FleetConfig, new: FleetConfig) -> tuple[FleetConfig, list[str], list[str]]:
+    """What a reload does: the configuration to run with from now on (the running one with the
+    reloadable changes of `new`), the keys it applies, and the changed keys that need a restart."""
+    changed = [k for k in FleetConfig.model_fields if getattr(running, k) != getattr(new, k)]
+    applied = [k for k in changed if k in RELOADABLE]
+    merged = running.model_copy(update={k: getattr(new, k) for k in applied})
+    return merged, applied, [k for k in changed if k not in RELOADABLE]

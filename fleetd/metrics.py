@@ -59,6 +59,9 @@ class Metrics:
                                 ["reason"], registry=reg)
         self.placements = Counter("fleet_engine_placements_total", "Units placed on a machine",
                                   registry=reg)
+        self.files_deleted = Counter("fleet_engine_unit_files_deleted_total",
+                                     "Unit files under files/ that no unit referenced, deleted by "
+                                     "this engine as leader", registry=reg)
         self.updates = Counter("fleet_engine_placement_updates_total",
                                "Placements changed in place (new file or desired state)", registry=reg)
         self.evictions = Counter("fleet_engine_evictions_total",
@@ -138,6 +141,9 @@ class Metrics:
 
     def engine_failure(self, reason: str) -> None:
         self.failures.labels(reason).inc()
+
+    def unit_files_deleted(self, count: int) -> None:
+        self.files_deleted.inc(count)
 
     def etcd_request(self, op: str, seconds: float | None, error: str | None) -> None:
         if seconds is not None:

@@ -28,15 +28,21 @@ _PATTERNS = tuple((re.compile(pattern), name) for pattern, name in (
      "metadata"),
     (r"machine \S+ (is not \S+ )?\(MachineID\)", "machine_id"),
     (r"machine \S+ went away", "machine_gone"),
+    (r"(machine \S+ is (draining|cordoned)|\d+ machines are cordoned)", "draining"),
+    (r"moved off machine |machine \S+ (is the machine it moves|is not \S+, where it moves)",
+     "moved"),
+    (r"failed on |machine \S+ failed it already", "failed"),
     (r"unit no longer exists", "unit_removed"),
     (r"desired state is ", "desired_state"),
     (r"global units ", "global"),
 ))
 PENDING_CATEGORIES = ("resources", "conflicts", "replaced", "peer", "metadata", "machine_id",
-                      "no_machines", "template", "mass_failure", "other")
+                      "no_machines", "template", "mass_failure", "draining", "moved", "failed",
+                      "other")
 AUTH_FAILURES = ("missing", "invalid", "locked_out", "missing_cert", "bad_cert")
 EVICTION_CATEGORIES = ("machine_gone", "unit_removed", "desired_state", "conflicts", "replaced",
-                       "peer", "metadata", "machine_id", "global", "template", "other")
+                       "peer", "metadata", "machine_id", "global", "template", "draining", "moved",
+                       "failed", "other")
 
 
 def category(reason: str) -> str:
@@ -69,6 +75,9 @@ class Recorder(Protocol):
     def engine_failure(self, reason: str) -> None:
         """A pass or leadership session failed: `etcd_unavailable`, `leadership_lost`, or
         `forged_leader` (a candidate found a forged leader key and deleted it)."""
+
+    def unit_files_deleted(self, count: int) -> None:
+        """The leader deleted `count` unit files no unit referenced (fleetd.engine.file_gc)."""
 
     def etcd_request(self, op: str, seconds: float | None, error: str | None) -> None:
         """One etcd call of kind `op`; `seconds` None for calls that wait by design (watch
@@ -105,6 +114,9 @@ class NoRecorder:
         return None
 
     def engine_failure(self, reason: str) -> None:
+        return None
+
+    def unit_files_deleted(self, count: int) -> None:
         return None
 
     def etcd_request(self, op: str, seconds: float | None, error: str | None) -> None:

@@ -1,11 +1,14 @@
 """The composition root: picks the concrete adapters, starts and supervises every task.
 
-Tasks: heart (presence lease), agent, publisher, executor (remote status/journal/restart),
-engine (unless disable_engine) and the HTTP API. A task that crashes is logged once and
-stops the daemon; systemd restarts it.
-SIGTERM/SIGINT stop gracefully: the engine resigns so another leader takes over at once;
-the host's units keep running (unless stop_units_on_shutdown) and the machine lease is left
-to expire, so a quick restart moves nothing.
+Tasks: heart (presence lease, and alongside it the maintenance-lock keeper), agent, publisher,
+executor (remote status/journal/restart),
+engine (unless disable_engine), the config reloader and the HTTP API. A task that crashes is
+logged once and stops the daemon; systemd restarts it.
+SIGHUP reloads the configuration (`fleetd.reload`: metadata, capacity and log level apply at
+once, other changes are logged as needing a restart). SIGTERM/SIGINT stop gracefully: the
+engine resigns so another leader takes over at once; the host's units keep running (unless
+stop_units_on_shutdown) and the machine lease is left to expire, so a quick restart moves
+nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from fleetd.agent.executor import Executor
 from fleetd.agent.heart import Heart
 from fleetd.agent.identity import local_machine
 from fleetd.agent.local import HostUnits
+from fleetd.agent.maintenance import LockKeeper
+from fleetd.agent.metadata import MetadataOverlay
 from fleetd.agent.metadata import attach as attach_metadata
 from fleetd.agent.publisher import Publisher
 from fleetd.agent.reconciler import Agent
@@ -44,6 +49,7 @@ from fleetd.registry.etcd import EtcdAuth, EtcdKV, TLSFiles
 from fleetd.registry.keys import Keys, normalize_prefix
 from fleetd.registry.permissions import grants
 from fleetd.registry.store import Registry
+from fleetd.reload import Reloader
 from fleetd.systemd.base import UnitManager
 from fleetd.systemd.dbus import DbusUnitManager
 
@@ -57,6 +63,8 @@ class Node:
     publisher: Publisher
     engine: Engine | None
     executor: Executor | None = None  # runs status/journal/restart asked through the registry
+    overlay: MetadataOverlay | None = None  # publishes the machine record (metadata, capacity)
+    reloader: Reloader | None = None  # applies SIGHUP reloads
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
@@ -70,6 +78,8 @@ class Node:
                 tasks.append(spawn(group, self.executor.run(), "executor"))
             if self.engine is not None:
                 tasks.append(spawn(group, self.engine.run(), "engine"))
+            if self.reloader is not None:
+                tasks.append(spawn(group, self.reloader.run(), "config-reload"))
             await stop.wait()
             for task in tasks:
                 task.cancel()
@@ -77,22 +87,24 @@ class Node:
 
 def assemble(registry: Registry, systemd: UnitManager, machine: Machine, *, agent_ttl: float,
              reconcile_interval: float, run_engine: bool, policy: str = "binpack",
-             fence_grace: float = 2.0, brake: bool = True, recorder: Recorder | None = None) -> Node:
+             fence_grace: float = 2.0, brake: bool = True, recorder: Recorder | None = None,
+             file_gc_grace: float = 60.0, lock_ttl: float = 600.0, drain_batch: int = 4) -> Node:
     """Wire heart, agent, publisher and engine for one machine (adapters chosen by the caller)."""
     timing = Liveness(agent_ttl=agent_ttl, fence_grace=fence_grace)
     heart = Heart(registry, machine, timing)
     host = HostUnits()
     publisher = Publisher(registry, systemd, machine.id, lambda: heart.lease, host, ip=machine.ip)
     agent = Agent(registry, systemd, machine, publisher, host, heart, recorder=recorder)
-    attach_metadata(registry, heart, agent)
+    overlay = attach_metadata(registry, heart, agent)
+    heart.run_alongside(LockKeeper(registry, machine.id, lock_ttl).run)
     heart.on_new_lease(publisher.republish_all)
     heart.on_fence_change(agent.wakeup.poke)
     systemd.on_change(publisher.unit_changed)
     engine = (Engine(registry, machine.id, heart, reconcile_interval, policy, timing, brake,
-                     recorder=recorder)
+                     recorder=recorder, file_gc_grace=file_gc_grace, drain_batch=drain_batch)
               if run_engine else None)
     return Node(heart=heart, agent=agent, publisher=publisher, engine=engine,
-                executor=Executor(registry, machine.id, lambda: heart.lease))
+                executor=Executor(registry, machine.id, lambda: heart.lease), overlay=overlay)
 
 
 def etcd_client(cfg: FleetConfig, recorder: Recorder | None = None) -> EtcdKV:
@@ -122,8 +134,8 @@ async def etcd_setup(cfg: FleetConfig, user: str, password_file: str, machine_id
             + ", ".join(f"{g.access} {g.key}{'*' if g.prefix else ''}" for g in found))
 
 
-async def run(cfg: FleetConfig) -> None:
-    """Run fleetd until a signal or a fatal error."""
+async def run(cfg: FleetConfig, config_path: str | None = None) -> None:
+    """Run fleetd until a signal or a fatal error; SIGHUP reloads `config_path` (fleetd.reload)."""
     log = get_logger("server")
     tcp = access.tcp_access(cfg)  # refuses an unprotected TCP listener before anything starts
     for warning in tcp.warnings if tcp else ():
@@ -142,11 +154,14 @@ async def run(cfg: FleetConfig) -> None:
                     reconcile_interval=cfg.engine_reconcile_interval,
                     run_engine="engine" in cfg.roles and not cfg.disable_engine,
                     policy=cfg.scheduler_policy,
-                    fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics)
+                    fence_grace=cfg.fence_grace, brake=cfg.mass_failure_brake, recorder=metrics,
+                    file_gc_grace=cfg.unit_file_gc_grace, lock_ttl=cfg.maintenance_lock_ttl,
+                    drain_batch=cfg.drain_batch)
     app = make_app(registry, __version__, tcp_token=tcp.token if tcp else None,
                    tcp_auth=tcp.auth if tcp else "token",
                    relayed=Relay(registry, lambda: node.heart.lease), metrics=metrics.render,
-                   recorder=metrics)
+                   recorder=metrics, machine_id=machine.id, policy=cfg.scheduler_policy,
+                   lock_ttl=cfg.maintenance_lock_ttl)
     runner = (await serve(app, cfg.api_socket, socket_group=cfg.api_socket_group or None,
                           tcp=cfg.api_listen or None, tcp_ssl=tcp.ssl if tcp else None)
               if "api" in cfg.roles else None)  # an agent-only host's etcd user could not serve it
@@ -159,8 +174,9 @@ async def run(cfg: FleetConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stopper(stop, log))
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
-        "SIGHUP ignored: reloading the configuration needs a restart (systemctl restart fleet)"))
+    if node.overlay is not None:
+        node.reloader = Reloader(cfg, node.overlay, config_path)
+        loop.add_signal_handler(signal.SIGHUP, node.reloader.request)
     try:
         await node.run(stop)
     finally:

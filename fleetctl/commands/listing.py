@@ -1,6 +1,7 @@
 """list-units, list-unit-files and list-machines: fleet's tables.
 
-Without --fields, list-unit-files adds a REASON column when some unit has a pending reason.
+Without --fields, list-unit-files adds a REASON column when some unit has a pending reason;
+list-units prints, under its table on stderr, why a failed unit stays failed when fleet knows.
 `--output json` (`-o json`) prints the same rows as a JSON list instead (see fleetctl.jsonout).
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from fleetctl import jsonout, render
 from fleetctl.commands import watching
 from fleetctl.commands.base import Command, Context, add_table_flags
+from fleetd.api import schema
 
 
 def _configure(default_fields: str) -> Callable[[argparse.ArgumentParser], None]:
@@ -50,7 +52,20 @@ async def run_list_units(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     rows = render.state_rows(states, machines, args.full)
     ctx.out.write(render.table(fields, rows, args.no_legend))
+    await _why_failed(ctx, states)
     return 0
+
+
+async def _why_failed(ctx: Context, states: list[schema.UnitState]) -> None:
+    """Under the table, on stderr: why a failed unit stays failed, when fleet says why (e.g.
+    its RescheduleAttempts are used up); one listing, only when some unit is failed."""
+    failed = sorted({s.name for s in states if s.systemd_active_state == "failed" and not s.reason})
+    if not failed:
+        return
+    reasons = {u.name: u.pending_reason for u in await ctx.client.list_units() if u.pending_reason}
+    for name in failed:
+        if name in reasons:
+            ctx.warn(f"{name}: {render.reason_legend(reasons[name])}")
 
 
 async def run_list_unit_files(ctx: Context, args: argparse.Namespace) -> int:

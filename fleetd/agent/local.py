@@ -2,8 +2,9 @@
 
 The agent is the only writer: it rescans the units directory at the start of a pass and
 records each load, unload, start and stop as it happens. The publisher only reads it, to know
-which units are fleet's, which fleet state ("launched" or "loaded") each has reached and
-which ports each publishes (`[X-Fleet] Publish=`, set by the agent from the desired units).
+which units are fleet's, which fleet state ("launched" or "loaded") each has reached, which
+ports each publishes (`[X-Fleet] Publish=`) and which ask to be placed elsewhere when they
+fail (`RescheduleOnFailure=true`), both set by the agent from the desired units.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class HostUnits:
     files: dict[str, str] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
     published: dict[str, tuple[Endpoint, ...]] = field(default_factory=dict)
+    reschedule: set[str] = field(default_factory=set)  # units with RescheduleOnFailure=true
 
     def rescanned(self, files: Mapping[str, str]) -> None:
         """The units directory as read just now; units whose file is gone are not started."""

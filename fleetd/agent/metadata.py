@@ -5,7 +5,8 @@ PATCH /machines stored under `<prefix>metadata/<machine>` (see `fleetd.model.met
 heart asks it for the record before every registration (so a restarted fleetd registers with
 its dynamic metadata at once), and its watch re-puts the machine record when the map changes;
 the engine then sees the new metadata and places or evicts units by MachineMetadata. The agent
-is told too, for global units.
+is told too, for global units. A reload (SIGHUP) hands it a new config machine
+(`reconfigure`: new config metadata or capacity), published the same way.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class MetadataOverlay:
         self.on_change(machine)
         self._written = machine  # the heart registers it (and retries until it is in)
         return machine
+
+    async def reconfigure(self, config: Machine) -> None:
+        """The machine's own config changed (a reload): publish it with the dynamic map."""
+        self.config = config
+        await self._publish(await metadata.read(self.registry, config.id))
 
     async def run(self) -> None:
         await list_then_follow(self.registry.kv, self.key, self._on_event, self._relist,

@@ -15,6 +15,9 @@ two loops:
   call, then marked dirty: the units an agent pass acted on, and every fleet unit after a new
   lease, after a failed query and every RESYNC_SECONDS.
 
+A unit with `RescheduleOnFailure=true` that enters `failed` also gets a failure record,
+failed/<unit>/<machine> (no lease), in the same txn: the leader then places it elsewhere.
+
 Units the agent refused to hand to systemd (`refuse`: an invalid name written to etcd past the
 API) are reported without asking systemd: failed, with the reason, under a key-safe label of
 their name (`fleetd.model.names.state_label`).
@@ -41,7 +44,9 @@ from fleetd.logs import get_logger
 from fleetd.loop import Wakeup, spawn
 from fleetd.model.names import state_label
 from fleetd.model.states import REFUSED, SystemdState, TargetState, UnitState
+from fleetd.registry import codec
 from fleetd.registry.endpoints import endpoint_ops
+from fleetd.registry.kv import Op, Put
 from fleetd.registry.store import Registry
 from fleetd.systemd.base import Activity, UnitManager
 
@@ -185,6 +190,14 @@ class Publisher:
             else:
                 self.known.pop(name, None)
 
+    def _failure_ops(self, changed: list[UnitState]) -> list[Op]:
+        """A failure record (no lease) for each unit with RescheduleOnFailure=true that has
+        just entered `failed`: the leader places it on another machine."""
+        keys = self.registry.keys
+        return [Put(keys.failure(s.name, self.machine_id), codec.encode_failure(s.hash))
+                for s in changed if s.name in self.host.reschedule and s.systemd.active == "failed"
+                and getattr(self._published.get(s.name), "systemd", None) != s.systemd]
+
     async def write(self) -> None:
         """Write the dirty units' records that changed, delete those of units that left."""
         lease = self.lease()
@@ -202,6 +215,7 @@ class Publisher:
         shown, hidden = self.endpoints.changes(names, self.known)
         if changed or gone or shown or hidden:
             extra = endpoint_ops(self.registry.keys, self.machine_id, lease, shown, hidden)
+            extra += self._failure_ops(changed)
             self.txns += await self.registry.write_states(self.machine_id, lease, changed, gone,
                                                           extra)
         self.endpoints.written(shown, hidden)

@@ -99,6 +99,7 @@ class Agent:
         self._requirements: dict[tuple[str, str], Requirements | None] = {}
         self._rescan_due = True
         self._rescanned_at = 0.0
+        self._adopted = False  # the units systemd ran when this agent started count as launched
         self.log = get_logger("agent", machine=machine.short_id)
         self.stall = StallWatch("agent pass", STALL_REPORT_SECONDS, self.log)
 
@@ -234,9 +235,11 @@ class Agent:
                 [u for u in candidates if u.name not in refused])
 
     def _note_published(self, desired: dict[str, Desired]) -> set[str]:
-        """Tell the publisher each desired unit's Publish= ports; the units whose ports changed."""
-        ports = {n: r.publish for n, d in desired.items()
-                 if (r := self._requirements_of(n, d.hash)) is not None and r.publish}
+        """Tell the publisher each desired unit's Publish= ports and which units reschedule on
+        failure; return the units whose ports changed."""
+        reqs = {n: r for n, d in desired.items() if (r := self._requirements_of(n, d.hash)) is not None}
+        ports = {n: r.publish for n, r in reqs.items() if r.publish}
+        self.host.reschedule = {n for n, r in reqs.items() if r.reschedule is not None}
         old, self.host.published = self.host.published, ports
         return {n for n in old.keys() | ports.keys() if old.get(n) != ports.get(n)}
 
@@ -291,8 +294,12 @@ class Agent:
         states = {n: s for n, s in self.publisher.known.items() if n in self.host.files}
         unknown = [n for n in self.host.files if n not in states]
         states.update(await self.systemd.states(unknown) if unknown else {})
-        # A unit systemd runs counts as launched by us, e.g. after fleetd itself restarted.
-        self.host.started |= {name for name, state in states.items() if state.active in RUNNING}
+        # After fleetd itself (re)started, a unit systemd runs counts as launched by us. Later a
+        # unit fleet only loaded stays as it is when something else starts it (the service a
+        # timer starts), as in fleet.
+        if not self._adopted:
+            self.host.started |= {name for name, state in states.items() if state.active in RUNNING}
+            self._adopted = True
         return {name: Current(name=name, hash=digest, launched=name in self.host.started)
                 for name, digest in self.host.files.items()}
 

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from fleetd.api import schema
 from fleetd.api.filters import UnitFilter
+from fleetd.api.lifecycle import machines_with_states
 from fleetd.api.snapshots import NoSnapshots, Snapshots
 from fleetd.errors import Conflict, FleetError, InvalidInput, InvalidState, NotFound, RegistryUnavailable
 from fleetd.model import machine as machine_model
@@ -128,7 +129,7 @@ async def _to_wire(
         desired_state=unit.desired,
         current_state=states.TargetState(current_state(assignment, reported)),
         machine_id=assignment.machine if assignment else None,
-        pending_reason=pending if assignment is None and unit.desired != _INACTIVE else None,
+        pending_reason=pending if unit.desired != _INACTIVE else None,
     )
 
 
@@ -324,16 +325,21 @@ async def get_leader(reg: Registry) -> Result:
 
 
 
-def machine_to_wire(m: machine_model.Machine) -> schema.Machine:
+def machine_to_wire(m: machine_model.Machine, state: str | None = None) -> schema.Machine:
     capacity = schema.Capacity(cpu=m.capacity.cpu, memory=m.capacity.memory)
-    return schema.Machine(id=m.id, primary_ip=m.ip, metadata=dict(m.metadata), capacity=capacity)
+    return schema.Machine(id=m.id, primary_ip=m.ip, metadata=dict(m.metadata), capacity=capacity,
+                          state=state)
+
+
+async def _machines_with_states(reg: Registry) -> list[schema.Machine]:
+    return [machine_to_wire(m, state) for m, state in await machines_with_states(reg)]
 
 
 async def list_machines(
     reg: Registry, token: str | None = None, limit: int = DEFAULT_PAGE_LIMIT,
     snapshots: Snapshots = NO_SNAPSHOTS,
 ) -> Result:
-    machines = await snapshots.get(("machines",), token is None, reg.list_machines)
+    machines = await snapshots.get(("machines",), token is None,
+                                   lambda: _machines_with_states(reg))
     page, next_token = paginate(machines, token, limit)
-    wire = [machine_to_wire(m) for m in page]
-    return 200, schema.MachinePage(machines=wire, next_page_token=next_token)
+    return 200, schema.MachinePage(machines=page, next_page_token=next_token)

@@ -28,8 +28,10 @@ from pydantic import ValidationError
 
 from fleetd.api import access, alarms, batch, endpoints, filters, handlers, handshake, openapi, relay, schema
 from fleetd.api import dashboard as dashboard_api
+from fleetd.api import lifecycle as lifecycle_api
 from fleetd.api import lockout as lockout_api
 from fleetd.api import metadata as metadata_api
+from fleetd.api import moves as moves_api
 from fleetd.api import summary as summary_api
 from fleetd.api import watch as watch_api
 from fleetd.api.snapshots import Snapshots
@@ -46,6 +48,9 @@ LIMIT_KEY = web.AppKey("page_limit", int)
 SNAPSHOTS_KEY = web.AppKey("snapshots", Snapshots)
 RELAY_KEY = web.AppKey("relay", relay.Relay)
 RECORDER_KEY = web.AppKey("recorder", Recorder)
+SELF_KEY = web.AppKey("machine_id", str)
+POLICY_KEY = web.AppKey("policy", str)
+LOCK_TTL_KEY = web.AppKey("lock_ttl", float)
 MAX_BODY = 64 * 1024 * 1024  # a POST /units of MAX_BATCH entries with sizeable unit files
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 W = TypeVar("W", bound=schema.Wire)
@@ -224,6 +229,34 @@ async def patch_machines(request: web.Request) -> web.Response:
     return _reply(await metadata_api.patch_machines(_reg(request), body))
 
 
+async def put_machine_state(request: web.Request) -> web.Response:
+    body = await _json_body(request, schema.MachineStateRequest)
+    return _reply(await lifecycle_api.set_state(_reg(request), request.match_info["machine"], body,
+                                                request.app[SELF_KEY] or None))
+
+
+async def lock_machine(request: web.Request) -> web.Response:
+    body = await _json_body(request, schema.LockRequest)
+    return _reply(await lifecycle_api.lock(_reg(request), request.match_info["machine"], body,
+                                           request.app[SELF_KEY] or None, request.app[LOCK_TTL_KEY]))
+
+
+async def unlock_machine(request: web.Request) -> web.Response:
+    return _reply(await lifecycle_api.unlock(_reg(request), request.match_info["machine"],
+                                             request.app[SELF_KEY] or None))
+
+
+async def get_rebalance(request: web.Request) -> web.Response:
+    max_moves = moves_api.parse_max_moves(request.query.get("maxMoves"))
+    return _reply(await moves_api.rebalance_plan(_reg(request), max_moves, request.app[POLICY_KEY]))
+
+
+async def move_unit(request: web.Request) -> web.Response:
+    body = await _json_body(request, schema.MoveRequest)
+    return _reply(await moves_api.move_unit(_reg(request), request.match_info["name"], body,
+                                            request.app[SELF_KEY] or None, request.app[POLICY_KEY]))
+
+
 WATCH_WRITE_TIMEOUT = 30.0  # a client that takes no bytes for this long is dropped
 STOPPING_KEY = web.AppKey("stopping", asyncio.Event)
 
@@ -317,11 +350,16 @@ def _add_routes(app: web.Application, prefix: str) -> None:
         (unit + "/status", {"GET": unit_status}, "GET"),
         (unit + "/journal", {"GET": unit_journal}, "GET"),
         (unit + "/restart", {"POST": unit_restart}, "POST"),
+        (unit + "/move", {"POST": move_unit}, "POST"),
         (prefix + "/machines", {"GET": list_machines, "PATCH": patch_machines}, "GET and PATCH"),
+        (prefix + "/machines/{machine}/state", {"PUT": put_machine_state}, "PUT"),
+        (prefix + "/machines/{machine}/lock", {"POST": lock_machine, "DELETE": unlock_machine},
+         "POST and DELETE"),
         (prefix + "/discovery", {"GET": get_openapi}, "GET"),
         (prefix + "/watch", {"GET": watch}, "GET"),
         (prefix + "/alarms", {"GET": list_alarms}, "GET"),
         (prefix + "/leader", {"GET": get_leader}, "GET"),
+        (prefix + "/rebalance", {"GET": get_rebalance}, "GET"),
         (prefix + "/summary", {"GET": get_summary}, "GET"),
         (prefix + "/alarms/{kind}", {"DELETE": clear_alarm}, "DELETE"),
         (prefix + "/endpoints", {"GET": list_endpoints}, "GET"),
@@ -442,6 +480,9 @@ def make_app(
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     recorder: Recorder | None = None,
     lockout: lockout_api.Lockout | None = None,
+    machine_id: str = "",
+    policy: str = "binpack",
+    lock_ttl: float = 600.0,
 ) -> web.Application:
     """The API application over `registry`; pages hold at most `page_limit` items.
 
@@ -451,7 +492,9 @@ def make_app(
     (`token/cert`). `relayed` asks other hosts for status/journal/restart (default: a relay
     writing its requests without a lease). `metrics` renders GET /metrics (body, content type).
     `recorder` counts refused credentials; `lockout` remembers them per address (default: a fresh
-    `Lockout` with the standard policy).
+    `Lockout` with the standard policy). `machine_id`: this fleetd's machine (what `self` means
+    in /machines/self/...); `policy`: the cluster's scheduler policy (a move is checked with
+    it); `lock_ttl`: the maintenance lock's lease TTL.
     """
     middlewares: list[Middleware] = [errors_middleware]
     recorder = recorder or NoRecorder()
@@ -466,6 +509,9 @@ def make_app(
     app[STOPPING_KEY] = asyncio.Event()
     app.on_shutdown.append(_stop_watches)
     app[RELAY_KEY] = relayed or relay.Relay(registry, lambda: 0)
+    app[SELF_KEY] = machine_id
+    app[POLICY_KEY] = policy
+    app[LOCK_TTL_KEY] = lock_ttl
     for prefix in PREFIXES:
         _add_routes(app, prefix)
     root = app.router.add_resource("/")

@@ -23,7 +23,9 @@ _MODELS: tuple[type[schema.Wire], ...] = (
     schema.Unit, schema.UnitPage, schema.UnitBatch, schema.UnitNames, schema.UnitResults,
     schema.UnitState,
     schema.StatePage, schema.MachinePage, schema.AlarmList, schema.ErrorBody,
-    schema.EndpointList, schema.Leader, Summary,
+    schema.EndpointList, schema.Leader, Summary, schema.MachineStateRequest,
+    schema.MachineStateChange, schema.MoveRequest, schema.MoveResult, schema.LockRequest,
+    schema.LockState, schema.RebalancePlan,
 )
 _ERRORS = {
     400: "invalid input: body, unit name, options, [X-Fleet] requirements, desired state, token",
@@ -134,6 +136,7 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}}}},
         f"{PREFIX}/watch": _WATCH,
         **_remote_paths(),
+        **_lifecycle_paths(),
     }
 
 
@@ -157,7 +160,8 @@ _WATCH = {"get": {
                "state or machine (`id:` is the etcd revision; send it back as Last-Event-ID to "
                "resume); `error` ends the stream (e.g. a client too slow); `: keep-alive` every 15 s",
     "parameters": [_query("kinds", "comma list of units, states, machines, endpoints (default: "
-                          "these four), assignments, pending, leader, alarms (only when named)"),
+                          "these four), assignments, pending, leader, alarms, machine-states "
+                          "(only when named)"),
                    {"name": "Last-Event-ID", "in": "header", "required": False,
                     "description": "resume after this etcd revision", "schema": {"type": "string"}}],
     "responses": {"200": {"description": "an endless text/event-stream",
@@ -186,6 +190,41 @@ def _remote_paths() -> dict[str, Any]:
         f"{PREFIX}/units/{{name}}/restart": {"parameters": [_NAME], "post": {
             "operationId": "restartUnit", "summary": "systemctl restart on the unit's host(s)",
             "responses": ndjson}},
+    }
+
+
+_MACHINE = {"name": "machine", "in": "path", "required": True,
+            "description": "a machine id, a unique prefix of one, or self (this fleetd's machine)",
+            "schema": {"type": "string"}}
+
+
+def _lifecycle_paths() -> dict[str, Any]:
+    """Cordon, drain, uncordon (fleetd.api.lifecycle); move (fleetd.api.moves)."""
+    return {
+        f"{PREFIX}/machines/{{machine}}/state": {"parameters": [_MACHINE], "put": {
+            "operationId": "setMachineState", "summary": "Cordon (cordoned), drain (draining) or "
+            "uncordon (ready) a machine; a state it is in already changes nothing",
+            "requestBody": _body(schema.MachineStateRequest),
+            "responses": _responses({200: schema.MachineStateChange}, 400, 404, 415)}},
+        f"{PREFIX}/machines/{{machine}}/lock": {"parameters": [_MACHINE], "post": {
+            "operationId": "lockMachine", "summary": "Take (or keep) a slot of the cluster-wide "
+            "maintenance lock for the machine: at most maxParallel machines hold it; 409 while "
+            "it is busy", "requestBody": _body(schema.LockRequest),
+            "responses": _responses({200: schema.LockState}, 400, 404, 409, 415)},
+            "delete": {"operationId": "unlockMachine", "summary": "Release the machine's slot "
+                       "(a holder that will not come back)",
+                       "responses": _responses({200: schema.LockState}, 400, 404)}},
+        f"{PREFIX}/rebalance": {"get": {
+            "operationId": "rebalancePlan", "summary": "The moves that would restore the spread or "
+            "binpack goal now, in order (nothing is written; fleetctl rebalance makes them)",
+            "parameters": [_query("maxMoves", "at most this many moves (1..1000, default 20)")],
+            "responses": _responses({200: schema.RebalancePlan}, 400)}},
+        f"{PREFIX}/units/{{name}}/move": {"parameters": [_NAME], "post": {
+            "operationId": "moveUnit", "summary": "Re-place one unit: on machineID (an id, a "
+            "unique prefix or self) or wherever the scheduler puts it now, never where it is; "
+            "checked first (409 with the reason, nothing written), then done by the leader",
+            "requestBody": _body(schema.MoveRequest),
+            "responses": _responses({202: schema.MoveResult}, 400, 404, 409, 415)}},
     }
 
 

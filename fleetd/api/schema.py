@@ -147,10 +147,78 @@ class Capacity(Wire):
 
 
 class Machine(Wire):
+    """A live machine; `state` is ready, cordoned, draining or drained (fleetd.model.lifecycle)."""
+
     id: str
     primary_ip: str = _json("primaryIP", default="")
     metadata: dict[str, str] = Field(default_factory=dict)
     capacity: Capacity | None = None
+    state: str | None = None
+
+
+class MachineStateRequest(Wire):
+    """The body of PUT /machines/<id>/state: ready (uncordon), cordoned or draining.
+    `ifLocked` (with ready): only if the machine holds the maintenance lock (a boot-time unit)."""
+
+    state: str
+    if_locked: bool = _json("ifLocked", default=False)
+
+
+class MachineStateChange(Wire):
+    """What PUT /machines/<id>/state did: the machine it resolved to, its state before and now,
+    and (uncordon) whether it gave up a maintenance lock."""
+
+    machine_id: str = _json("machineID")
+    previous: str
+    state: str
+    unlocked: bool = False
+
+
+class LockRequest(Wire):
+    """The body of POST /machines/<id>/lock: how many machines may hold the lock at once."""
+
+    max_parallel: int = _json("maxParallel", default=1)
+
+
+class LockHolder(Wire):
+    machine_id: str = _json("machineID")
+    slot: int
+    since: str = ""
+
+
+class LockState(Wire):
+    """The maintenance lock after a request: the machine asked about and every holder."""
+
+    machine_id: str = _json("machineID")
+    held: bool
+    holders: list[LockHolder] = Field(default_factory=list)
+
+
+class MoveRequest(Wire):
+    """The body of POST /units/<name>/move: the machine to move to (absent: the scheduler picks)."""
+
+    machine_id: str | None = _json("machineID", default=None)
+
+
+class MoveResult(Wire):
+    """Where a move goes: the leader will place `name` on `to` (from `from`)."""
+
+    name: str
+    away: str = _json("from")
+    to: str
+
+
+class RebalanceMove(Wire):
+    """One step of a rebalance plan: move `unit` from `from` to `to`, because `why`."""
+
+    unit: str
+    away: str = _json("from")
+    to: str
+    why: str
+
+
+class RebalancePlan(Wire):
+    moves: list[RebalanceMove]
 
 
 class MachinePage(Wire):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from fleetd.api import alarms as alarms_api
-from fleetd.api import schema
+from fleetd.api import lifecycle, schema
 from fleetd.api.handlers import (
     Result,
     assignments_by_unit,
@@ -26,12 +26,14 @@ from fleetd.api.handlers import (
 )
 from fleetd.api.schema import _json
 from fleetd.errors import InvalidInput
+from fleetd.model.lifecycle import READY
 from fleetd.model.machine import Machine
 from fleetd.model.requirements import parse_requirements
 from fleetd.model.resources import Resources
 from fleetd.model.states import TargetState, UnitState
 from fleetd.model.unit import Assignment, Unit
 from fleetd.model.unitfile import UnitFile
+from fleetd.registry import lifecycle as stored_states
 from fleetd.registry.store import Registry
 
 DEFAULT_UNITS = 500  # units one answer lists unless asked otherwise
@@ -108,6 +110,7 @@ class Records:
     machines: Sequence[Machine]
     leader: str | None = None
     alarms: Mapping[str, str] = field(default_factory=dict)
+    machine_states: Mapping[str, str] = field(default_factory=dict)  # shown; absent: ready
 
 
 def demand_of(unit: Unit, text: str | None) -> Resources:
@@ -133,7 +136,8 @@ def build(records: Records, window: Window = Window()) -> Summary:
     shown = [_unit(u, placed.get(u.name), reported.get(u.name, {}), records, demands[u.hash])
              for u in matching[window.offset:window.offset + window.limit]]
     loads = _loads(units, placed, reported, demands)
-    machines = [_machine(m, loads.get(m.id, Load())) for m in sorted(records.machines, key=lambda m: m.id)]
+    machines = [_machine(m, loads.get(m.id, Load()), records.machine_states.get(m.id, READY))
+                for m in sorted(records.machines, key=lambda m: m.id)]
     alarms = [alarms_api.to_wire(k, v) for k, v in sorted(records.alarms.items())]
     totals = Totals(
         units=len(units), matching=len(matching),
@@ -177,11 +181,11 @@ def _unit(unit: Unit, placed: Assignment | None, reported: dict[str, UnitState],
                for m, s in sorted(reported.items())])
 
 
-def _machine(machine: Machine, load: Load) -> MachineSummary:
+def _machine(machine: Machine, load: Load, state: str) -> MachineSummary:
     """A machine with the load of the units placed on it and the global units it reports."""
-    wire = machine_to_wire(machine)
+    wire = machine_to_wire(machine, state)
     return MachineSummary(id=wire.id, primary_ip=wire.primary_ip, metadata=wire.metadata,
-                          capacity=wire.capacity, load=load)
+                          capacity=wire.capacity, state=wire.state, load=load)
 
 
 def parse_window(query: Mapping[str, str]) -> Window:
@@ -207,5 +211,6 @@ async def get_summary(reg: Registry, window: Window = Window()) -> Result:
     records = Records(units=units, files=files, assignments=found.all_assignments(),
                       states=found.all_states(), pending=found.pending,
                       machines=await reg.list_machines(), leader=await reg.leader(),
-                      alarms=await reg.list_alarms())
+                      alarms=await reg.list_alarms(),
+                      machine_states=lifecycle.shown(await stored_states.read_all(reg), found))
     return 200, build(records, window)

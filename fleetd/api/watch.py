@@ -7,7 +7,8 @@ with `"deleted": true`, `id:` the etcd revision). A `Last-Event-ID` resumes the 
 revision; when etcd has compacted it away, a fresh snapshot comes instead. Four more kinds come
 only when asked for by name (the dashboard does): assignments (`{"name","machineID"}`: where the
 leader placed a unit), pending (`{"name","reason"}`: why it could not), leader (`{"machineID"}`)
-and alarms (the GET /alarms objects). Changes flow through a
+alarms (the GET /alarms objects) and machine-states (`{"machineID","state"}`: cordoned or
+draining, as an operator set it). Changes flow through a
 bounded queue: a client that falls `QUEUE_SIZE` events behind gets an `error` event and is
 dropped, so it never holds the server back. A comment line keeps idle streams alive.
 """
@@ -26,6 +27,7 @@ from fleetd.api import schema
 from fleetd.api.handlers import machine_to_wire, state_to_wire
 from fleetd.errors import FleetError, InvalidInput
 from fleetd.model.endpoints import decode_record
+from fleetd.model.lifecycle import READY
 from fleetd.model.unit import Unit
 from fleetd.model.unitfile import UnitFile
 from fleetd.registry import codec
@@ -35,7 +37,7 @@ from fleetd.registry.store import Registry
 from fleetd.registry.watch import follow, list_then_follow
 
 KINDS = ("units", "states", "machines", "endpoints")  # what an empty `kinds` means
-EXTRA_KINDS = ("assignments", "pending", "leader", "alarms")  # only when named
+EXTRA_KINDS = ("assignments", "pending", "leader", "alarms", "machine-states")  # only when named
 QUEUE_SIZE = 1000
 KEEPALIVE = 15.0
 KEEPALIVE_FRAME = ": keep-alive\n\n"
@@ -52,7 +54,7 @@ def parse_kinds(text: str | None) -> tuple[str, ...]:
     for kind in asked:
         if kind not in KINDS + EXTRA_KINDS:
             raise InvalidInput(f'invalid kind "{kind}": expect units, states, machines, endpoints, '
-                               "assignments, pending, leader or alarms")
+                               "assignments, pending, leader, alarms or machine-states")
     return tuple(k for k in KINDS + EXTRA_KINDS if k in asked) or KINDS
 
 
@@ -81,7 +83,7 @@ class _Encoder:
         keys = self.reg.keys
         return {"units": keys.units, "states": keys.states, "machines": keys.machines,
                 "endpoints": keys.endpoints, "assignments": keys.assign, "pending": keys.pending,
-                "leader": keys.leader, "alarms": keys.alarms}
+                "leader": keys.leader, "alarms": keys.alarms, "machine-states": keys.machine_states}
 
     def kind_of(self, key: str) -> str | None:
         for kind, prefix in self.prefixes().items():
@@ -145,6 +147,10 @@ def _extra(keys: Keys, kind: str, key: str, value: str | None) -> dict[str, Any]
         return {"name": keys.last_segment(key), **({"reason": value} if value is not None else gone)}
     if kind == "leader":
         return {"machineID": value} if value is not None else gone
+    if kind == "machine-states":
+        found = codec.decode_machine_state(value) if value is not None else None
+        return {"machineID": keys.last_segment(key),
+                **({"state": found.state} if found is not None else {"state": READY, **gone})}
     name = keys.last_segment(key)
     return alarms_api.to_wire(name, value).to_dict() if value is not None else {"kind": name, **gone}
 

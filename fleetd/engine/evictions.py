@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from fleetd.engine.board import Board
 from fleetd.engine.decision import Evict, Snapshot
+from fleetd.engine.lifecycle import leaving
 from fleetd.model.machine import Machine
 from fleetd.model.names import parse_name
 from fleetd.model.requirements import (
@@ -54,10 +55,16 @@ def machine_evictions(snapshot: Snapshot, machine: str, names: Iterable[str]
 def _valid(snapshot: Snapshot, names: Iterable[str], evicted: list[Evict]) -> list[str]:
     """The assignments that can stand on their own, in name order; the others go to `evicted`."""
     kept = []
+    slots = snapshot.drain_slots  # drain moves this pass may still start (None: no limit)
     for name in sorted(names):
         reason = _invalid_reason(snapshot, name)
+        move = leaving(snapshot, name) if not reason else None
         if reason:
             evicted.append(_evict(snapshot, name, reason))
+        elif move is not None and (not move[1] or slots is None or slots > 0):
+            slots = slots - 1 if move[1] and slots is not None else slots
+            evicted.append(Evict(name, snapshot.assignments[name].machine, move[0], soft=True,
+                                 drain=move[1]))
         else:
             kept.append(name)
     return kept

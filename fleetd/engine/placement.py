@@ -3,7 +3,8 @@
 Units are placed largest first (cpu share plus memory share of the biggest machine), then by
 name, so a batch is packed best-fit-decreasing; a MachineOf follower waits until its peers are
 decided. For each machine the checks run in fleet's order (MachineID, metadata, peers,
-conflicts), then capacity. Among the machines that pass, the choice is: fewest units moved aside
+conflicts), after MachineID and metadata whether an operator closed it (cordoned, draining),
+then capacity. Among the machines that pass, the choice is: fewest units moved aside
 (Replaces), then fewest instances of the same template on the unit's SpreadBy value, then the
 policy: binpack (best fit: least capacity left over) or spread (fleet's least-loaded by unit
 count); ties by machine id. A unit that needs no resources is placed by spread under either
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from fleetd.engine.board import UNLIMITED, Board, fits
 from fleetd.engine.decision import BINPACK, Evict, Pending, Place, Snapshot, UnitSpec
 from fleetd.engine.evictions import machine_refusal
+from fleetd.engine.lifecycle import barred, closed, failed_here
 from fleetd.engine.reasons import Refusal, known, summarize
 from fleetd.model.names import parse_name
 from fleetd.model.requirements import replaces
@@ -280,6 +282,15 @@ def _check(
     if refusal:
         kind = "machine_id" if "MachineID" in refusal else "metadata"
         return Refusal(kind, f"machine {machine[:8]} {refusal}")
+    shut = closed(snapshot, machine)
+    if shut:
+        return Refusal("closed", f"machine {machine[:8]} {shut}", machine=machine)
+    kept_off = barred(snapshot, name, machine)
+    if kept_off:
+        return Refusal("move", f"machine {machine[:8]} {kept_off}", machine=machine)
+    failed = failed_here(snapshot, name, machine)
+    if failed:
+        return Refusal("failed", f"machine {machine[:8]} {failed}", machine=machine)
     replaced = board.displaced(name, req, machine)
     displaced = replaced + board.followers(replaced, machine)
     rivals = board.conflicting(name, req, machine, displacing=displaced)

@@ -1,8 +1,10 @@
 """Why a unit cannot be placed, in words (pure): per-machine refusals summed up into one reason.
 
 The furthest check machines got to comes first (capacity, then conflicts and Replaces, then
-peers, then metadata, then MachineID), e.g. `insufficient memory: needs 2G, largest free 1.5G`,
-followed by the other kinds of refusal with how many machines gave them.
+peers, then machines that failed the unit, are ruled out by a move or cordoned, then
+metadata, then MachineID), e.g.
+`insufficient memory: needs 2G, largest free 1.5G`, followed by the other kinds of refusal
+with how many machines gave them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from fleetd.engine.board import UNLIMITED
 from fleetd.model.requirements import Requirements, describe_metadata
 from fleetd.model.resources import Resources, format_cpu, format_size
 
-ORDER = ("resources", "conflicts", "replaced", "peer", "metadata", "machine_id")
+ORDER = ("resources", "conflicts", "replaced", "peer", "failed", "move", "closed", "metadata",
+         "machine_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,13 @@ def _phrase(req: Requirements, kind: str, refusals: list[Refusal], every: bool) 
         return f"replaced by {', '.join(replacers)} on {'every candidate' if every else count}"
     if kind == "peer":
         return refusals[0].detail
+    if kind == "closed":
+        return refusals[0].detail if len(refusals) == 1 else f"{count} are cordoned or draining"
+    if kind == "move":
+        return refusals[0].detail if len(refusals) == 1 else f"{count} are ruled out by the move"
+    if kind == "failed":
+        return (refusals[0].detail if len(refusals) == 1
+                else f"{count} failed it already (RescheduleOnFailure)")
     if kind == "metadata":
         if every:
             return f"no machine matches metadata {describe_metadata(req)}"

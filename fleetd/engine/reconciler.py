@@ -10,7 +10,8 @@ to date from the events. A pass reads nothing from etcd (only
 a unit file the model has never seen is fetched, once per content hash); it runs when the
 model changed since the last pass, and its writes go out in fenced txns of at most 128 ops,
 a few in flight at once, evictions before placements. A prefix is listed again only after a
-compaction made its watch lose history.
+compaction made its watch lose history. Alongside, the leader deletes unit files no unit
+references any more (`fleetd.engine.file_gc`).
 
 Passes are incremental (`fleetd.engine.standing`): the model's changes since the last pass go
 to the standing state as a delta, and cost work in proportion to the change. A full pass over a
@@ -29,14 +30,19 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
+from fleetd.engine import drain_flight, failures, file_gc
 from fleetd.engine.changes import delta
 from fleetd.engine.departure_memory import Departures
 from fleetd.engine.departures import Holds, held_units, restrict
+from fleetd.engine.drain_flight import DrainFlight
 from fleetd.engine.election import forged_because, own_key
+from fleetd.engine.failures import FailureMemory, Verdict
+from fleetd.engine.file_gc import FileCollector
 from fleetd.engine.pass_log import log_plan
-from fleetd.engine.scheduler import BINPACK, Decision
+from fleetd.engine.scheduler import BINPACK, Decision, schedule
 from fleetd.engine.standing import Standing, cross_check
 from fleetd.engine.view import SECTIONS, LeaderView
 from fleetd.errors import Fenced, RegistryUnavailable
@@ -67,13 +73,18 @@ class Engine:
     def __init__(self, registry: Registry, machine_id: str, lease: LeaseSource,
                  interval: float, policy: str = BINPACK, timing: Liveness | None = None,
                  brake: bool = True, clock: Callable[[], float] = time.monotonic,
-                 recorder: Recorder | None = None, full_every: float = FULL_EVERY) -> None:
+                 recorder: Recorder | None = None, full_every: float = FULL_EVERY,
+                 file_gc_grace: float = 60.0, drain_batch: int = 4) -> None:
         self.registry = registry
         self.recorder = recorder or NoRecorder()
         self.timing = timing = timing or Liveness()
         self.brake = brake
         self.clock = clock
         self.departures = Departures(timing, brake)
+        self.failures = FailureMemory()
+        self.drain_batch = drain_batch
+        self.drain = DrainFlight(drain_batch, clock)
+        self.file_gc_grace = file_gc_grace
         self.machine_id = machine_id
         self.lease = lease
         self.interval = interval
@@ -89,7 +100,7 @@ class Engine:
         # showed it (0: no key; None: not listed yet)
         self._stands: int = 0  # the mod revision of the last leader key judged real
         self._decided: tuple[object, ...] = ()  # (model version, holds) the last complete pass decided on
-        self._due: float | None = None  # when a hold on a vanished machine ends
+        self._due: float | None = None  # when a hold on a vanished machine or a reschedule delay ends
         self._last_pending: dict[str, str] = {}
         self.log = get_logger("engine", machine=machine_id[:8])
 
@@ -185,6 +196,8 @@ class Engine:
         self._decided = ()
         self._due = None
         self.departures = Departures(self.timing, self.brake)
+        self.failures = FailureMemory()
+        self.drain = DrainFlight(self.drain_batch, self.clock)
         self._last_pending = {}
 
     # the leader's session ------------------------------------------------------------------
@@ -206,6 +219,22 @@ class Engine:
             for section, revision in revisions.items():
                 spawn(group, self._follow(model, section, revision), f"engine-{section}")
             spawn(group, self._passes(model), "engine-passes")
+            spawn(group, self._collect_files(model), "engine-file-gc")
+
+    async def _collect_files(self, model: LeaderView) -> None:
+        """Delete unit files no unit references, every `file_gc.period` (see fleetd.engine.file_gc)."""
+        collector = FileCollector(self.registry, self.file_gc_grace, self.clock,
+                                  self.recorder.unit_files_deleted)
+        while True:
+            await asyncio.sleep(file_gc.period(self.file_gc_grace))
+            try:
+                deleted = await collector.collect([u.hash for u in model.units.values()],
+                                                  self.token or 0)
+            except RegistryUnavailable as exc:
+                self.log.warning("etcd unavailable; unit file cleanup skipped", error=str(exc))
+                continue
+            if deleted:
+                self.log.info("unit files deleted: no unit referenced them", files=deleted)
 
     async def _relist(self, model: LeaderView, section: str) -> int:
         listing = await self.registry.kv.get_prefix(model.prefix(section))
@@ -235,25 +264,37 @@ class Engine:
             await self.wakeup.wait(self._next_wait())
 
     def _next_wait(self) -> float:
-        """The reconcile interval, or less if a hold on a vanished machine ends sooner."""
+        """The reconcile interval, or less if a hold on a vanished machine ends sooner, or while
+        units that left a draining machine are not running yet."""
+        wait = self.interval if not self.drain.flying else min(self.interval, drain_flight.POLL)
         if self._due is None:
-            return self.interval
-        return min(self.interval, max(0.05, self._due - self.clock()))
+            return wait
+        return min(wait, max(0.05, self._due - self.clock()))
 
     async def reconcile(self, model: LeaderView) -> None:
         """One pass, if the model or the holds changed since the last one: decide and commit."""
         await self._fetch_files(model)
         holds = self._holds(model)
-        decision = (model.version, holds.machines, holds.fenced)
+        failed = self.failures.verdict(model.failures, model.units, model.specs, model.assignments,
+                                       self.clock())
+        self._due = min((d for d in (holds.due, failed.due) if d is not None), default=None)
+        await self.drain.settle(self.registry, model)
+        decision = (model.version, holds.machines, holds.fenced, failed.key,
+                    tuple(sorted(self.drain.flying)))
         if decision == self._decided:
             return
         started = time.monotonic()
         standing, self.standing = self.standing, None  # given back once the plan is written
-        plan, held, standing = await self._plan(model, holds, standing)
+        if self._lifecycle_inputs(model, failed):
+            plan, held, standing = await self._lifecycle_plan(model, holds, failed)
+        else:
+            plan, held, standing = await self._plan(model, holds, standing)
         placed = {self.registry.keys.assignment(a.machine, a.unit): a
                   for a in [*(u.assignment for u in plan.updates), *(p.assignment for p in plan.placements)]}
         first = self._evict_ops(plan)
         then = ([self.registry.place_op(a) for a in placed.values()]
+                + [self.registry.move_done_op(u) for u in plan.moves_done]
+                + [self.registry.forget_failure_op(u, m) for u, m in failed.stale]
                 + self._pending_ops(plan, held, model.pending)
                 + self.departures.alarm_ops(model, holds, self.registry.alarm_op))
         decided = time.monotonic()
@@ -267,11 +308,28 @@ class Engine:
         except Fenced as exc:
             raise LostLeadership(str(exc)) from exc
         self.standing = standing
+        self.drain.record(plan)
         ops = first + then
         self._decided = () if ops else decision  # after writing, one more pass confirms
         self._last_pending = log_plan(self.log, plan, txns, decided - started,
                                       time.monotonic() - decided, self._last_pending)
         self._record(plan, held, time.monotonic() - started)
+
+    def _lifecycle_inputs(self, model: LeaderView, failed: Verdict) -> bool:
+        """Whether an operator's or a failure's input is present (a cordoned or draining
+        machine, a move, a failed unit, drain moves in flight): the incremental state knows
+        none of them, so such passes are full ones, and the next plain pass rebuilds it."""
+        return bool(model.machine_states or model.moves or failed.failed or failed.move_now
+                    or failed.gave_up or self.drain.flying)
+
+    async def _lifecycle_plan(self, model: LeaderView, holds: Holds, failed: Verdict
+                              ) -> tuple[Decision, dict[str, str], None]:
+        model.take_changes()
+        snapshot = replace(failures.apply(model.snapshot(self.policy), failed),
+                           drain_slots=self.drain.slots())
+        snapshot, held = restrict(snapshot, holds)
+        plan = await asyncio.to_thread(schedule, snapshot)  # the heart keeps beating meanwhile
+        return plan, held, None
 
     async def _plan(self, model: LeaderView, holds: Holds, standing: Standing | None
                     ) -> tuple[Decision, dict[str, str], Standing]:

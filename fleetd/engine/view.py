@@ -1,11 +1,13 @@
 """The leader's in-memory model of the registry, fed by listings and watch events (pure).
 
 Owns what the leader knows between passes: unit records, live machines, assignments, pending
-reasons, raised alarms and the unit files it has parsed. `load` replaces one prefix's contents from a listing
-(at leadership start, or after a compaction); `apply` folds one watch event in; `record_commit`
-folds in the leader's own writes as soon as etcd accepted them, so the next pass never acts on
-a stale view. Each key remembers the revision it was last changed at, so an event older than
-what the model already holds (the leader's own write, echoed back) changes nothing.
+reasons, raised alarms, operators' machine states (cordoned, draining) and move requests, the
+failure records of units that reschedule on failure, and the unit files it has parsed. `load`
+replaces one prefix's contents from a listing (at leadership start, or after a compaction);
+`apply` folds one watch event in; `record_commit` folds in the leader's own writes as soon as
+etcd accepted them, so the next pass never acts on a stale view. Each key remembers the
+revision it was last changed at, so an event older than what the model already holds (the
+leader's own write, echoed back) changes nothing.
 
 `version` grows on every real change: a pass with an unchanged version would decide nothing
 new, so the engine skips it. A snapshot shares the model's `UnitSpec` objects; specs are
@@ -25,6 +27,7 @@ from typing import TypeVar
 from fleetd.engine.changes import ChangeLog, Changes
 from fleetd.engine.decision import BINPACK, Snapshot, UnitSpec
 from fleetd.errors import InvalidInput
+from fleetd.model.lifecycle import Move
 from fleetd.model.machine import Machine
 from fleetd.model.requirements import Requirements, parse_requirements
 from fleetd.model.unit import Assignment, Unit
@@ -33,7 +36,8 @@ from fleetd.registry import codec
 from fleetd.registry.keys import Keys
 from fleetd.registry.kv import Delete, KeyValue, Op, Put, WatchEvent
 
-SECTIONS = ("machines", "assign", "pending", "units", "alarms")
+SECTIONS = ("machines", "assign", "pending", "units", "alarms", "machine_states", "moves",
+            "failures")
 T = TypeVar("T")
 
 
@@ -48,6 +52,9 @@ class LeaderView:
         self.assigned: dict[str, set[str]] = {}  # machine -> units assigned to it
         self.pending: dict[str, str] = {}
         self.alarms: dict[str, str] = {}  # kind -> record
+        self.machine_states: dict[str, str] = {}  # machine -> cordoned or draining
+        self.moves: dict[str, Move] = {}  # unit -> an operator's move request
+        self.failures: dict[str, dict[str, str]] = {}  # unit -> machine -> file hash that failed
         self.specs: dict[str, UnitSpec] = {}
         self.invalid: dict[str, str] = {}  # unit -> why its stored file cannot be used
         self.version = 0
@@ -62,7 +69,8 @@ class LeaderView:
     def prefix(self, section: str) -> str:
         return {"machines": self.keys.machines, "assign": self.keys.assign,
                 "pending": self.keys.pending, "units": self.keys.units,
-                "alarms": self.keys.alarms}[section]
+                "alarms": self.keys.alarms, "machine_states": self.keys.machine_states,
+                "moves": self.keys.moves, "failures": self.keys.failures}[section]
 
     def load(self, section: str, items: Iterable[KeyValue], revision: int) -> None:
         """Replace everything under one section with a listing read at `revision`."""
@@ -113,6 +121,12 @@ class LeaderView:
             self.pending.clear()
         elif section == "alarms":
             self.alarms.clear()
+        elif section == "machine_states":
+            self.machine_states.clear()
+        elif section == "moves":
+            self.moves.clear()
+        elif section == "failures":
+            self.failures.clear()
         else:
             self.units.clear()
             self.specs.clear()
@@ -133,6 +147,12 @@ class LeaderView:
             return _store(self.pending, key[len(keys.pending):], value)
         if key.startswith(keys.alarms):
             return _store(self.alarms, key[len(keys.alarms):], value)
+        if key.startswith(keys.machine_states):
+            return self._put_machine_state(key[len(keys.machine_states):], value)
+        if key.startswith(keys.moves):
+            return self._put_move(key[len(keys.moves):], value)
+        if key.startswith(keys.failures):
+            return self._put_failure(key, value)
         return False
 
     def _delete(self, key: str, revision: int) -> bool:
@@ -160,7 +180,37 @@ class LeaderView:
             return self.pending.pop(key[len(keys.pending):], None) is not None
         if key.startswith(keys.alarms):
             return self.alarms.pop(key[len(keys.alarms):], None) is not None
+        if key.startswith(keys.machine_states):
+            return self.machine_states.pop(key[len(keys.machine_states):], None) is not None
+        if key.startswith(keys.moves):
+            return self.moves.pop(key[len(keys.moves):], None) is not None
+        if key.startswith(keys.failures):
+            unit, machine = keys.split_pair(key, keys.failures)
+            found = self.failures.get(unit, {})
+            changed = found.pop(machine, None) is not None
+            if not found:
+                self.failures.pop(unit, None)
+            return changed
         return False
+
+    def _put_failure(self, key: str, value: str) -> bool:
+        unit, machine = self.keys.split_pair(key, self.keys.failures)
+        digest = codec.decode_failure(value)
+        if digest is None:
+            return False
+        return _store(self.failures.setdefault(unit, {}), machine, digest)
+
+    def _put_move(self, unit: str, value: str) -> bool:
+        found = codec.decode_move(unit, value)
+        if found is None:
+            return self.moves.pop(unit, None) is not None
+        return _store(self.moves, unit, found)
+
+    def _put_machine_state(self, machine: str, value: str) -> bool:
+        found = codec.decode_machine_state(value)
+        if found is None:
+            return self.machine_states.pop(machine, None) is not None
+        return _store(self.machine_states, machine, found.state)
 
     def _assignment(self, key: str, value: str) -> Assignment:
         machine, unit = self.keys.split_pair(key, self.keys.assign)
@@ -259,7 +309,8 @@ class LeaderView:
     def snapshot(self, policy: str = BINPACK) -> Snapshot:
         """What the scheduler reads: units with usable files, live machines, assignments."""
         return Snapshot(units=dict(self.specs), machines=dict(self.machines),
-                        assignments=dict(self.assignments), policy=policy)
+                        assignments=dict(self.assignments), policy=policy,
+                        machine_states=dict(self.machine_states), moves=dict(self.moves))
 
     def live(self, policy: str = BINPACK) -> Snapshot:
         """The same, without copying: read it at once, in the thread that feeds the model."""

@@ -17,6 +17,9 @@ from fleetd.model import metadata as meta
 from fleetd.model.endpoints import Endpoint, parse_publish
 from fleetd.model.metadata import MetadataRequirement
 from fleetd.model.names import parse_name
+from fleetd.model.reschedule import KEYS as RESCHEDULE_KEYS
+from fleetd.model.reschedule import Reschedule
+from fleetd.model.reschedule import parse as parse_reschedule
 from fleetd.model.resources import Resources, unit_demand
 from fleetd.model.unitfile import UnitFile
 
@@ -30,7 +33,7 @@ CONFLICTS_KEYS = ("X-Conflicts", "Conflicts")
 EXTENSION_KEYS = ("Instances", "Policy", "SpreadBy", "CPU", "Memory", "AtMostOnce", "Publish")
 KNOWN_KEYS = frozenset(
     (*MACHINE_ID_KEYS, *MACHINE_OF_KEYS, *METADATA_KEYS, *CONFLICTS_KEYS, "Global", "Replaces",
-     *EXTENSION_KEYS)
+     *EXTENSION_KEYS, *RESCHEDULE_KEYS)
 )
 POLICIES = ("binpack", "spread")
 MAX_INSTANCES = 1000
@@ -54,6 +57,7 @@ class Requirements:
     resources: Resources = Resources()
     at_most_once: bool = False  # never on two machines at once, even across a partition
     publish: tuple[Endpoint, ...] = ()  # ports announced under endpoints/ while active
+    reschedule: Reschedule | None = None  # RescheduleOnFailure=true: placed elsewhere on failure
 
 
 def parse_requirements(name: str, unit: UnitFile) -> Requirements:
@@ -73,6 +77,9 @@ def parse_requirements(name: str, unit: UnitFile) -> Requirements:
         resources=unit_demand(unit, _last(values, "CPU"), _last(values, "Memory")),
         at_most_once=_flag("AtMostOnce", _last(values, "AtMostOnce")),
         publish=parse_publish(_collect(values, ("Publish",))),
+        reschedule=parse_reschedule(_flag("RescheduleOnFailure", _last(values, "RescheduleOnFailure")),
+                                    _last(values, "RescheduleAttempts"),
+                                    _last(values, "RescheduleDelay")),
     )
 
 
@@ -139,6 +146,7 @@ def _combination_error(req: Requirements) -> str | None:
         "Replaces": bool(req.replaces),
         "Instances": req.instances is not None,
         "AtMostOnce": req.at_most_once,
+        "RescheduleOnFailure": req.reschedule is not None,
     }
     forbidden = (
         ("MachineID", "Peers"),
@@ -150,6 +158,8 @@ def _combination_error(req: Requirements) -> str | None:
         ("Conflicts", "Replaces"),
         ("Global", "Instances"),
         ("Global", "AtMostOnce"),
+        ("Global", "RescheduleOnFailure"),
+        ("MachineID", "RescheduleOnFailure"),
     )
     for first, second in forbidden:
         if has[first] and has[second]:

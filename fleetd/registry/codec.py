@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from fleetd.errors import InvalidInput
+from fleetd.model.lifecycle import MachineState, Move
 from fleetd.model.machine import Machine
 from fleetd.model.resources import Resources
 from fleetd.model.states import SystemdState, TargetState, UnitState
@@ -90,3 +91,48 @@ def decode_alarm(text: str) -> tuple[tuple[str, ...], str, str | None]:
     machines = tuple(m for m in listed if isinstance(m, str)) if isinstance(listed, list) else ()
     return (machines, since if isinstance(since, str) else "",
             message if isinstance(message, str) else None)
+
+
+def encode_machine_state(s: MachineState) -> str:
+    return _dump({"state": s.state, "since": s.since})
+
+
+def decode_machine_state(text: str) -> MachineState | None:
+    """A stored machine state; None for a record that does not decode (it counts as ready)."""
+    try:
+        data = _load(text)
+    except InvalidInput:
+        return None
+    state, since = data.get("state"), data.get("since")
+    if not isinstance(state, str) or not state:
+        return None
+    return MachineState(state=state, since=since if isinstance(since, str) else "")
+
+
+def encode_move(m: Move) -> str:
+    return _dump({"from": m.away, "to": m.to})
+
+
+def decode_move(unit: str, text: str) -> Move | None:
+    """A stored move request; None for a record that does not decode (it is ignored)."""
+    try:
+        data = _load(text)
+    except InvalidInput:
+        return None
+    away, to = data.get("from"), data.get("to", "")
+    if not isinstance(away, str) or not isinstance(to, str):
+        return None
+    return Move(unit=unit, away=away, to=to)
+
+
+def encode_failure(digest: str) -> str:
+    return _dump({"hash": digest})
+
+
+def decode_failure(text: str) -> str | None:
+    """The file hash a failure record names; None for a record that does not decode."""
+    try:
+        digest = _load(text).get("hash")
+    except InvalidInput:
+        return None
+    return digest if isinstance(digest, str) else None

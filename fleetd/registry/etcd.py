@@ -404,6 +404,13 @@ class EtcdKV:
         return [Listing(tuple(_keyvalue(kv) for kv in r.response_range.kvs), revision)
                 for r in resp.responses]
 
+    async def get_keys(self, prefix: str) -> Listing:
+        raw = prefix.encode()
+        request = rpc.RangeRequest(key=raw, range_end=_prefix_end(raw), keys_only=True)
+        with self._guard("range"):
+            resp = await self._kv().Range(request, timeout=self.request_timeout, metadata=await self._md())
+        return Listing(tuple(_keyvalue(kv) for kv in resp.kvs), resp.header.revision)
+
     async def count(self, prefix: str) -> int:
         raw = prefix.encode()
         request = rpc.RangeRequest(key=raw, range_end=_prefix_end(raw), count_only=True)

@@ -14,6 +14,15 @@
                                       the requesting fleetd's lease
     <prefix>exec-out/<id>/<seq>       the owning host's output for request <id>; on its lease
     <prefix>metadata/<machine>        dynamic metadata set by PATCH /machines (JSON map; no lease)
+    <prefix>machine-state/<machine>   cordoned or draining, set by an operator (JSON; no lease)
+    <prefix>moves/<unit>              an operator's request to move a unit (JSON; the leader
+                                      deletes it once the unit moved, or could not)
+    <prefix>maintenance/<slot>        the maintenance lock: slot 0..N-1 of the semaphore, held by a
+                                      machine (JSON), on a lease of its own that the holder's
+                                      fleetd keeps alive
+    <prefix>failed/<unit>/<machine>   the unit (RescheduleOnFailure=true) failed there: the file
+                                      hash that failed (JSON; no lease: the leader forgets it
+                                      once the unit is gone or has a new file)
 """
 
 from __future__ import annotations
@@ -78,6 +87,34 @@ class Keys:
 
     def machine_metadata(self, machine_id: str) -> str:
         return f"{self.prefix}metadata/{machine_id}"
+
+    @property
+    def machine_states(self) -> str:
+        return f"{self.prefix}machine-state/"
+
+    def machine_state(self, machine_id: str) -> str:
+        return f"{self.machine_states}{machine_id}"
+
+    @property
+    def moves(self) -> str:
+        return f"{self.prefix}moves/"
+
+    def move(self, unit: str) -> str:
+        return f"{self.moves}{unit}"
+
+    @property
+    def maintenance(self) -> str:
+        return f"{self.prefix}maintenance/"
+
+    def maintenance_slot(self, slot: int) -> str:
+        return f"{self.maintenance}{slot}"
+
+    @property
+    def failures(self) -> str:
+        return f"{self.prefix}failed/"
+
+    def failure(self, unit: str, machine_id: str) -> str:
+        return f"{self.failures}{unit}/{machine_id}"
 
     @property
     def leader(self) -> str:

@@ -89,6 +89,10 @@ class KV(Protocol):
         """How many keys start with `prefix` (no values are transferred)."""
         ...
 
+    async def get_keys(self, prefix: str) -> Listing:
+        """The keys under `prefix` with their revisions; values are "" (none transferred)."""
+        ...
+
     async def put(self, key: str, value: str, lease: int = 0) -> int:
         """Store the value; return the new store revision."""
         ...

@@ -15,7 +15,7 @@ import contextlib
 import operator
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleetd.errors import Compacted, NotFound, RegistryUnavailable
@@ -98,6 +98,10 @@ class MemoryKV:
 
     async def get_prefixes(self, prefixes: Sequence[str]) -> list[Listing]:
         return [await self.get_prefix(p) for p in prefixes]
+
+    async def get_keys(self, prefix: str) -> Listing:
+        found = await self.get_prefix(prefix)
+        return Listing(tuple(replace(kv, value="") for kv in found.items), found.revision)
 
     async def count(self, prefix: str) -> int:
         self._check()

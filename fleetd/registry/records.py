@@ -73,6 +73,17 @@ class UnitRecords:
         """machine -> what it reports for the unit."""
         return {r.machine: r.state() for r in self._reported.get(name, ())}
 
+    def on_machine(self, machine: str) -> tuple[list[str], list[str]]:
+        """The ordinary (not global) units placed on `machine`, and those it reports a state
+        for; a unit no longer in the registry counts as ordinary (its host is unloading it)."""
+        def ordinary(name: str) -> bool:
+            return name not in self._units or not self.unit(name).is_global
+
+        placed = [n for n, (m, _) in self._placed.items() if m == machine and ordinary(n)]
+        reported = [n for n, records in self._reported.items()
+                    if any(r.machine == machine for r in records) and ordinary(n)]
+        return placed, reported
+
     def all_units(self) -> list[Unit]:
         return [self.unit(name) for name in self.names]
 

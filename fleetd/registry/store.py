@@ -365,6 +365,14 @@ class Registry:
         key = self.keys.pending_reason(unit)
         return Put(key, reason) if reason is not None else Delete(key)
 
+    def move_done_op(self, unit: str) -> Op:
+        """Withdraw an operator's move request (it is done, or cannot be)."""
+        return Delete(self.keys.move(unit))
+
+    def forget_failure_op(self, unit: str, machine: str) -> Op:
+        """Delete a failure record that no longer matters (unit gone, or a new unit file)."""
+        return Delete(self.keys.failure(unit, machine))
+
     def alarm_op(self, kind: str, record: str | None) -> Op:
         """Raise (or, record None, clear) the alarm `kind`."""
         key = self.keys.alarm(kind)

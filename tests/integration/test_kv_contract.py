@@ -139,6 +139,15 @@ async def test_count_counts_keys_under_the_prefix_only(h: Harness) -> None:
     assert await h.kv.count(h.key("none/")) == 0
 
 
+async def test_get_keys_lists_keys_and_revisions_without_values(h: Harness) -> None:
+    revs = [await h.kv.put(h.key(name), "a value " * 100) for name in ["a", "b"]]
+    await h.kv.put(h.prefix.rstrip("/") + "-sibling", "not under the prefix")
+    listing = await h.kv.get_keys(h.prefix)
+    assert [(kv.key, kv.value, kv.mod_revision) for kv in listing.items] == [
+        (h.key("a"), "", revs[0]), (h.key("b"), "", revs[1])]
+    assert listing.revision >= revs[1]
+
+
 # transactions -------------------------------------------------------------------------------
 
 

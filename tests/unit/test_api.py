@@ -210,14 +210,16 @@ async def test_global_unit_is_mirrored_under_global_prefix(client, registry) -> 
     assert [k for k in await keys_in(registry) if not k.startswith("/test/files/")] == []
 
 
-async def test_pending_reason_is_shown_while_unplaced(client, registry) -> None:
+async def test_pending_reason_is_shown_while_the_engine_keeps_one(client, registry) -> None:
     await put(client, "big.service", {"options": HELLO, "desiredState": "launched"})
     await registry.kv.put(registry.keys.pending_reason("big.service"), "insufficient memory: needs 2G")
     body = await (await client.get("/fleet/v1/units/big.service")).json()
     assert body["pendingReason"] == "insufficient memory: needs 2G"
     listed = await (await client.get("/fleet/v1/units")).json()
     assert listed["units"][0]["pendingReason"] == "insufficient memory: needs 2G"
-    await place(registry, "big.service", M1, TargetState.LAUNCHED)
+    await place(registry, "big.service", M1, TargetState.LAUNCHED)  # e.g. stuck on a draining machine
+    assert "pendingReason" in await (await client.get("/fleet/v1/units/big.service")).json()
+    await registry.kv.delete(registry.keys.pending_reason("big.service"))  # the engine clears it
     assert "pendingReason" not in await (await client.get("/fleet/v1/units/big.service")).json()
 
 
@@ -393,9 +395,9 @@ async def test_machines_sorted_by_id(client, registry) -> None:
     assert body == {
         "machines": [
             {"id": M1, "primaryIP": "10.0.0.1", "metadata": {},
-             "capacity": {"cpu": 2000, "memory": 1 << 30}},
+             "capacity": {"cpu": 2000, "memory": 1 << 30}, "state": "ready"},
             {"id": M2, "primaryIP": "10.0.0.2", "metadata": {"az": "b"},
-             "capacity": {"cpu": 0, "memory": 0}},
+             "capacity": {"cpu": 0, "memory": 0}, "state": "ready"},
         ]
     }
 

@@ -29,7 +29,8 @@ UNITS = Path(__file__).resolve().parents[2] / "units"
 FILES = sorted(p.name for p in UNITS.iterdir() if p.is_file())
 EXPECTED = {"hello.service", "web@.service", "node-exporter.service", "pinned.service",
             "batch-worker@.service", "web-announce@.service", "web-container@.service",
-            "web-container-check.service"}
+            "web-container-check.service", "maintenance.service", "maintenance.timer",
+            "maintenance-uncordon.service"}
 # systemd's specifiers that these examples may use (systemd.unit(5), "Specifiers")
 SYSTEMD_SPECIFIERS = set("iInNpPHtT%")
 
@@ -63,7 +64,8 @@ def test_example_starts_with_a_header_saying_how_to_run_it(name: str) -> None:
     header = lines[: next(i for i, line in enumerate(lines) if line.startswith("["))]
     assert header[0].startswith(f"# {name}: ")
     assert all(line.startswith("#") for line in header)
-    assert re.search(rf"fleetctl start .*units/{re.escape(name)}", "\n".join(header))
+    # a unit a timer starts is only loaded
+    assert re.search(rf"fleetctl (start|load) .*units/{re.escape(name)}", "\n".join(header))
 
 
 @pytest.mark.parametrize("name", FILES)

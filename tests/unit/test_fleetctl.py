@@ -312,7 +312,8 @@ async def test_load_stop_unload_destroy(cluster, hello) -> None:
 async def test_list_machines(cluster) -> None:
     await asyncio.sleep(0.05)
     run = await cluster.fleetctl("list-machines", "-l")
-    assert run.out.splitlines() == ["MACHINE\t\t\t\t\tIP\t\tMETADATA", f"{M1}\t10.0.0.1\t-"]
+    assert run.out.splitlines() == ["MACHINE\t\t\t\t\tIP\t\tMETADATA\tSTATE",
+                                    f"{M1}\t10.0.0.1\t-\t\tready"]
     bad = await cluster.fleetctl("list-machines", "--fields", "machine,nope")
     assert bad.code == 1 and bad.err.strip() == 'Invalid key in output format: "nope"'
 

@@ -34,9 +34,10 @@ def test_state_records_keep_every_field_whole() -> None:
 
 def test_machine_records() -> None:
     assert jsonout.machine_records([MACHINE, schema.Machine(id="0" * 32)]) == [
-        {"machine": "0" * 32, "ip": None, "metadata": {}, "cpu": None, "memory": None},
-        {"machine": M1, "ip": "10.0.0.1", "metadata": {"a": "2", "z": "1"}, "cpu": 2000,
+        {"machine": "0" * 32, "ip": None, "metadata": {}, "state": "ready", "cpu": None,
          "memory": None},
+        {"machine": M1, "ip": "10.0.0.1", "metadata": {"a": "2", "z": "1"}, "state": "ready",
+         "cpu": 2000, "memory": None},
     ]
 
 

@@ -215,6 +215,19 @@ async def test_restarted_fleetd_reports_its_running_unit_launched(cluster: Clust
     assert restarts == []  # the running unit was neither restarted nor stopped
 
 
+async def test_a_loaded_unit_something_else_starts_keeps_running(cluster: Cluster) -> None:
+    """The service a timer starts is only loaded by fleet: the agent must not stop it."""
+    await cluster.submit("job.service", HELLO, TargetState.LOADED)
+    await eventually(lambda: any("job.service" in sd.files for sd in cluster.systemd.values()))
+    host = next(n for n, sd in cluster.systemd.items() if "job.service" in sd.files)
+    sd = cluster.systemd[host]
+    await sd.start("job.service")  # the timer fires
+    for _ in range(2):
+        await cluster.nodes[host].agent.reconcile()
+    assert sd.state_of("job.service").active == "active"
+    assert ("stop", "job.service") not in sd.calls
+
+
 async def test_global_unit_runs_where_metadata_matches_and_on_late_joiners(cluster: Cluster) -> None:
     text = HELLO + "[X-Fleet]\nGlobal=true\nMachineMetadata=host!=b\n"
     await cluster.submit("everywhere.service", text, TargetState.LAUNCHED)

@@ -120,7 +120,10 @@ def test_list_machines_rows() -> None:
         "2222bbbb...\t172.17.8.104\ta=2,z=1",
     ]
     bare = render.machine_rows([schema.Machine(id=M1)], full=True)[0]
-    assert bare == {"machine": M1, "ip": "", "metadata": "-", "cpu": "-", "memory": "-"}
+    assert bare == {"machine": M1, "ip": "", "metadata": "-", "state": "ready", "cpu": "-",
+                    "memory": "-"}
+    drained = render.machine_rows([schema.Machine(id=M1, state="drained")], full=True)[0]
+    assert drained["state"] == "drained"
 
 
 def test_list_machines_capacity_fields() -> None:

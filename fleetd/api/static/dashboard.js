@@ -3,8 +3,9 @@
 "use strict";
 
 const API = "/fleet/v1";
-const WATCH = API + "/watch?kinds=units,states,machines,assignments,pending,leader,alarms";
-const EVENTS = ["snapshot", "units", "states", "machines", "assignments", "pending", "leader", "alarms"];
+const WATCH = API + "/watch?kinds=units,states,machines,assignments,pending,leader,alarms,machine-states";
+const EVENTS = ["snapshot", "units", "states", "machines", "assignments", "pending", "leader", "alarms",
+  "machine-states"];
 const MAX_BACKOFF = 30000;
 const PAGE = 500;  // units one summary lists; the totals count every unit
 const view = {offset: 0, glob: ""};
@@ -60,6 +61,7 @@ function machineCard(m, leader) {
     el("header", {},
       el("span", {class: "id mono", title: m.id}, short(m.id)),
       m.id === leader ? el("span", {class: "badge"}, "leader") : null,
+      m.state && m.state !== "ready" ? el("span", {class: "badge state", title: "machine state"}, m.state) : null,
       el("span", {class: "ip mono"}, m.primaryIP || "")),
     el("div", {class: "chips"}, ...(chips.length ? chips : [el("span", {class: "muted"}, "no metadata")])),
     meter("CPU", load.cpu, cap.cpu, cpu),
