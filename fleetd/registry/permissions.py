@@ -7,11 +7,12 @@ write or both); `fleetd etcd-setup` makes an etcd role of them. Two kinds of hos
   files, global records, assignments, pending reasons, alarms, remote-command requests,
   dynamic metadata and the leader key, and the API reads everything.
 - `agent` only: read what its agent needs (its own assignments, global records, unit files,
-  its own remote-command requests and metadata); write its own presence key (the lease is
-  its heartbeat), the unit states and endpoint records it reports and remote-command output.
+  its own remote-command requests and metadata, and the maintenance lock's slots, to renew
+  the one it may hold); write its own presence key (the lease is its heartbeat), the unit
+  states, failure records and endpoint records it reports and remote-command output.
 
-Not expressible with etcd's key-range permissions, and so left to fleetd: states/ and
-endpoints/ are keyed by unit first, so an agent-only host may write any machine's records
+Not expressible with etcd's key-range permissions, and so left to fleetd: states/, failed/
+and endpoints/ are keyed by unit first, so an agent-only host may write any machine's records
 there (they are reports that no fleetd acts on by running anything), and exec-out/ is keyed by
 request; "only with a lease" cannot be said at all (the engine checks the leader key itself,
 see `fleetd.engine.election`).
@@ -52,6 +53,8 @@ def grants(keys: Keys, roles: Sequence[str], machine_id: str) -> tuple[Grant, ..
         Grant("readwrite", keys.states, prefix=True),
         Grant("readwrite", keys.endpoints, prefix=True),
         Grant("readwrite", f"{keys.prefix}exec-out/", prefix=True),
+        Grant("readwrite", keys.failures, prefix=True),  # failed units it reports
+        Grant("read", keys.maintenance, prefix=True),  # to renew the lock slot it may hold
     )
 
 
