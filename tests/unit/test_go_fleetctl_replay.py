@@ -215,7 +215,7 @@ GO_UNIT = {"currentState": str, "desiredState": str, "machineID": str, "name": s
 GO_OPTION = {"name": str, "section": str, "value": str}
 GO_STATE = {"hash": str, "machineID": str, "name": str, "systemdActiveState": str,
             "systemdLoadState": str, "systemdSubState": str}
-FLEETD_EXTRAS = {"machine": {"capacity"}, "unit": {"pendingReason"}, "state": {"reason"}}
+FLEETD_EXTRAS = {"machine": {"capacity", "state"}, "unit": {"pendingReason"}, "state": {"reason"}}
 
 
 def check_fields(obj: Any, go: dict[str, type], extras: set[str] = frozenset()) -> dict:
