@@ -42,7 +42,9 @@ def evictions(snapshot: Snapshot) -> tuple[list[str], list[Evict], Board]:
 def machine_evictions(snapshot: Snapshot, machine: str, names: Iterable[str]
                       ) -> tuple[list[str], list[Evict]]:
     """The eviction step for the units assigned to one machine (`names`): those a full pass
-    keeps there (name order) and those it evicts, for the same reasons."""
+    keeps there (name order) and those it evicts, for the same reasons. Only for snapshots
+    without machine states or a drain budget (a drain budget is shared by all machines; the
+    engine takes full passes while one is set)."""
     evicted: list[Evict] = []
     kept = _valid(snapshot, names, evicted)
     if kept:
